@@ -1,0 +1,1 @@
+"""Templates, versions, layouts and the pure renderer. Built by the Templates issue."""

@@ -1,0 +1,70 @@
+"""TenantScopedAdmin: every admin of tenant-owned data shows and offers only the staff user's tenants."""
+
+from django.contrib import admin
+
+from apps.core.models import TenantScopedModel
+
+
+def allowed_tenant_ids(request, permission: str) -> set[int] | None:
+    """Tenants where the request's user holds `permission`; None means all (superuser).
+
+    Memoised on the request: the admin asks several times while building one page.
+    """
+    from apps.tenants.selectors import tenant_ids_for_user
+
+    if request.user.is_superuser:
+        return None
+    memo = request.__dict__.setdefault("_signalbox_tenant_ids", {})
+    if permission not in memo:
+        memo[permission] = tenant_ids_for_user(user=request.user, permission=permission)
+    return memo[permission]
+
+
+class TenantScopedAdmin(admin.ModelAdmin):
+    # The lookup from this admin's model to its Tenant ("id" for the Tenant admin itself).
+    tenant_field = "tenant"
+
+    def _perm(self, action: str) -> str:
+        opts = self.model._meta
+        return f"{opts.app_label}.{action}_{opts.model_name}"
+
+    def _tenant_id_of(self, obj) -> int:
+        return obj.pk if self.tenant_field == "id" else getattr(obj, f"{self.tenant_field}_id")
+
+    def _role_allows(self, request, action: str, obj) -> bool:
+        allowed = allowed_tenant_ids(request, self._perm(action))
+        return obj is None or allowed is None or self._tenant_id_of(obj) in allowed
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        allowed = allowed_tenant_ids(request, self._perm("view"))
+        return qs if allowed is None else qs.filter(**{f"{self.tenant_field}__in": allowed})
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) and (
+            self._role_allows(request, "view", obj) or self._role_allows(request, "change", obj)
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self._role_allows(
+            request, "change", obj
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self._role_allows(
+            request, "delete", obj
+        )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # Choices for a tenant, or for another tenant's object, are limited to tenants where the
+        # user may change this model: the form then refuses anything else as an invalid choice.
+        from apps.tenants.models import Tenant
+
+        allowed = allowed_tenant_ids(request, self._perm("change"))
+        model = db_field.related_model
+        if allowed is not None:
+            if model is Tenant:
+                kwargs["queryset"] = Tenant.objects.filter(id__in=allowed)
+            elif issubclass(model, TenantScopedModel):
+                kwargs["queryset"] = model._default_manager.filter(tenant_id__in=allowed)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

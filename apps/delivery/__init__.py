@@ -1,0 +1,1 @@
+"""Channels, providers and the one outbound HTTP client. Built by the Delivery core issue."""

@@ -1,0 +1,1 @@
+"""Journeys, runs, the scheduler, segments and broadcasts. Built by the Journeys issues."""

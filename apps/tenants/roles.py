@@ -1,0 +1,53 @@
+"""The staff roles: a Django group per role, with model permissions.
+
+Defined here, applied by migration 0002_roles and again after every `migrate` (post_migrate),
+so the groups follow this list as later apps add their models — and survive a test flush.
+"""
+
+from django.apps import apps as global_apps
+from django.contrib.auth.management import create_permissions
+
+from apps.tenants.models import Role
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    # Edit content and journeys (their models come later); look up recipients for previews.
+    Role.MARKETER: ["tenants.view_tenant", "recipients.view_recipient"],
+    # Read recipients and messages; change nothing.
+    Role.SUPPORT: ["tenants.view_tenant", "recipients.view_recipient"],
+    # Everything in their tenants: sub-tenants, staff memberships, API keys, recipients.
+    Role.TENANT_ADMIN: [
+        "tenants.view_tenant", "tenants.add_tenant", "tenants.change_tenant",
+        "tenants.view_historicaltenant",
+        "tenants.view_membership", "tenants.add_membership", "tenants.change_membership",
+        "tenants.delete_membership", "tenants.view_historicalmembership",
+        "tenants.view_apikey", "tenants.add_apikey", "tenants.change_apikey",
+        "recipients.view_recipient", "recipients.add_recipient", "recipients.change_recipient",
+        "recipients.delete_recipient",
+    ],
+}
+
+
+def roles_sync(apps=global_apps) -> None:
+    """Make each role's group hold exactly its listed permissions (those that exist yet)."""
+    for app_config in apps.get_app_configs():
+        # Permissions are normally created after all migrations; make them exist now.
+        # (create_permissions skips app configs without models_module, as in migrations' stubs.)
+        previous = getattr(app_config, "models_module", None)
+        app_config.models_module = previous or True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = previous
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, names in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=Role(role).label)
+        wanted = {tuple(name.split(".")) for name in names}
+        perms = [
+            p for p in Permission.objects.filter(codename__in=[c for _, c in wanted])
+            .select_related("content_type")
+            if (p.content_type.app_label, p.codename) in wanted
+        ]
+        group.permissions.set(perms)
+
+
+def roles_sync_after_migrate(sender, **kwargs) -> None:
+    roles_sync()

@@ -1,0 +1,108 @@
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from apps.tenants import services
+from apps.tenants.models import ApiKey, Role
+from apps.tenants.tests.factories import TenantFactory, staff_member
+
+pytestmark = pytest.mark.django_db
+
+
+def test_only_a_hash_of_the_secret_is_stored():
+    api_key, token = services.api_key_create(tenant=TenantFactory(), name="backend")
+    secret = token.rsplit("_", 1)[1]
+    assert token.startswith(api_key.prefix + "_")
+    row = ApiKey.objects.values().get(pk=api_key.pk)
+    assert secret not in str(row)
+    assert row["secret_hash"] == ApiKey.hash_secret(secret) != secret
+
+
+def test_a_token_authenticates_as_its_tenant_kind_and_mode():
+    tenant = TenantFactory()
+    api_key, token = services.api_key_create(
+        tenant=tenant, name="ingest", kind=ApiKey.Kind.WRITE, mode=ApiKey.Mode.TEST
+    )
+    identity = services.api_key_authenticate(token=token)
+    assert identity == services.ApiKeyIdentity(
+        id=api_key.pk, tenant_id=tenant.pk, kind="write", mode="test"
+    )
+    assert api_key.prefix.startswith("sb_wk_test_")
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda t: t[:-1] + ("x" if t[-1] != "x" else "y"),   # wrong secret
+    lambda t: t.replace("_", "-"),                         # malformed
+    lambda t: "sb_sk_live_unknown1_" + t.rsplit("_", 1)[1],  # unknown prefix
+    lambda t: "",
+])
+def test_wrong_or_malformed_tokens_are_refused(mangle):
+    _, token = services.api_key_create(tenant=TenantFactory(), name="k")
+    assert services.api_key_authenticate(token=mangle(token)) is None
+
+
+def test_revocation_applies_to_the_next_request_even_when_cached(django_capture_on_commit_callbacks):
+    api_key, token = services.api_key_create(tenant=TenantFactory(), name="k")
+    assert services.api_key_authenticate(token=token) is not None  # now cached
+    assert cache.get(f"signalbox:apikey:{api_key.prefix}") is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        services.api_key_revoke(api_key=api_key)
+    assert services.api_key_authenticate(token=token) is None
+    assert ApiKey.objects.get(pk=api_key.pk).revoked_at is not None
+
+
+def test_lookups_are_cached():
+    _, token = services.api_key_create(tenant=TenantFactory(), name="k")
+    with CaptureQueriesContext(connection) as first:
+        services.api_key_authenticate(token=token)
+    with CaptureQueriesContext(connection) as later:
+        for _ in range(3):
+            assert services.api_key_authenticate(token=token) is not None
+    # (Without Redis the cache itself is a table, so count only queries on the keys table.)
+    assert any("tenants_apikey" in q["sql"] for q in first.captured_queries)
+    assert not any("tenants_apikey" in q["sql"] for q in later.captured_queries)
+
+
+def test_last_used_is_written_by_the_tick_job(clock_travel):
+    api_key, token = services.api_key_create(tenant=TenantFactory(), name="k")
+    assert services.api_keys_record_usage() == 0
+    services.api_key_authenticate(token=token)
+    assert services.api_keys_record_usage() == 1
+    api_key.refresh_from_db()
+    assert api_key.last_used_at is not None
+    assert services.api_keys_record_usage() == 0  # nothing newer
+
+
+def test_admin_shows_the_secret_once_and_never_again(client):
+    tenant = TenantFactory()
+    client.force_login(staff_member(tenant=tenant, role=Role.TENANT_ADMIN))
+    response = client.post(
+        reverse("admin:tenants_apikey_add"),
+        {"tenant": tenant.pk, "name": "backend", "kind": "secret", "mode": "live"},
+    )
+    assert response.status_code == 200
+    api_key = ApiKey.objects.get(name="backend")
+    token = response.context["token"]
+    assert token.startswith(api_key.prefix) and token in response.content.decode()
+    assert services.api_key_authenticate(token=token).tenant_id == tenant.pk
+    secret = token.rsplit("_", 1)[1]
+    for url in (reverse("admin:tenants_apikey_change", args=[api_key.pk]),
+                reverse("admin:tenants_apikey_changelist")):
+        page = client.get(url)
+        assert page.status_code == 200
+        assert secret not in page.content.decode()
+    assert "messages" not in response.cookies  # not parked in a message cookie either
+
+
+def test_admin_revoke_action(client, django_capture_on_commit_callbacks):
+    tenant = TenantFactory()
+    client.force_login(staff_member(tenant=tenant, role=Role.TENANT_ADMIN))
+    api_key, token = services.api_key_create(tenant=tenant, name="k")
+    services.api_key_authenticate(token=token)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:tenants_apikey_changelist"),
+                               {"action": "revoke", "_selected_action": [api_key.pk]})
+    assert response.status_code == 302
+    assert services.api_key_authenticate(token=token) is None

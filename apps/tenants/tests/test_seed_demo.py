@@ -1,0 +1,46 @@
+import json
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from apps.recipients.models import Recipient
+from apps.tenants import services
+from apps.tenants.models import ApiKey, Membership, Tenant
+
+pytestmark = pytest.mark.django_db
+
+
+def seed() -> dict:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("seed_demo", "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+def counts() -> tuple[int, ...]:
+    return tuple(m.objects.count() for m in (Tenant, Membership, ApiKey, Recipient))
+
+
+def test_seed_demo_is_idempotent_and_prints_working_credentials():
+    first = seed()
+    before = counts()
+    second = seed()
+    assert counts() == before == (2, 3, 2, 4)
+    assert first == second
+    assert first["tenant"] == "acme"
+    assert services.api_key_authenticate(token=first["secret_key"]).kind == "secret"
+    assert services.api_key_authenticate(token=first["write_key"]).kind == "write"
+    for username, password in first["users"].items():
+        assert authenticate(username=username, password=password) is not None
+    assert Tenant.objects.get(slug="acme-eu").parent.slug == "acme"
+
+
+def test_a_revoked_demo_key_is_replaced_on_the_next_run():
+    first = seed()
+    key = ApiKey.objects.get(prefix=first["secret_key"].rsplit("_", 1)[0])
+    services.api_key_revoke(api_key=key)
+    second = seed()
+    assert second["secret_key"] != first["secret_key"]
+    assert services.api_key_authenticate(token=second["secret_key"]) is not None

@@ -1,0 +1,29 @@
+"""Shared pytest setup. Fixtures live in tests/fixtures/ and are registered here."""
+
+import os
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.processes",
+    "tests.fixtures.servers",
+    "tests.fixtures.browser",
+]
+
+
+@pytest.fixture
+def clock_travel(db):
+    """Move the shared test clock: `clock_travel(seconds=3600)`. Reset after the test."""
+    from apps.core import clock
+
+    yield clock.travel
+    clock.reset()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # CI must run everything: a skipped test there (a missing browser, broker…) is a failure.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if os.environ.get("CI") == "true" and skipped and session.exitstatus == 0:
+        reporter.write_line(f"CI=true: {skipped} test(s) skipped; failing the run.", red=True)
+        session.exitstatus = 1
