@@ -22,6 +22,12 @@ class Recipient(TenantScopedModel):
         max_length=64, blank=True, validators=[validate_timezone], help_text="IANA, e.g. Europe/Berlin"
     )
     attributes = models.JSONField(default=dict, blank=True)
+    # Set when an anonymous visitor turns out to be a known recipient (Segment identify/alias):
+    # their events moved to `merged_into`, and lookups follow the link.
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    erased_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -46,3 +52,19 @@ class Recipient(TenantScopedModel):
             self.phone = normalize_phone(self.phone.strip())
         if self.locale:
             self.locale = normalize_locale(self.locale)
+
+
+class RecipientAlias(TenantScopedModel):
+    """Another id a recipient is known by: a Segment `anonymousId` or a former `userId`."""
+
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="aliases")
+    alias = models.CharField(max_length=255)
+
+    class Meta:
+        verbose_name_plural = "recipient aliases"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "alias"], name="recipient_alias_unique_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return self.alias

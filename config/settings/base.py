@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "simple_history",
     "apps.core",
     "apps.tenants",
@@ -45,6 +47,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "apps.api.middleware.GzipRequestMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -132,6 +135,36 @@ STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 LOGIN_URL = "admin:login"
+# A batch of 1,000 events fits; larger bodies get 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# https://www.django-rest-framework.org/api-guide/settings/
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.api.authentication.SecretKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+# https://drf-spectacular.readthedocs.io/en/latest/settings.html
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Signalbox API",
+    "DESCRIPTION": (
+        "Native API: `Authorization: Bearer <secret API key>`. Recipients are addressed by "
+        "`external_id`. Errors: `{\"error\": {\"type\", \"message\", \"fields\"}}`. "
+        "The Segment HTTP tracking API is served at `/v1/` (write key as Basic-auth user name)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # Swagger UI from the installed sidecar package: the docs work with no internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 LOGGING = {
     "version": 1,
@@ -174,7 +207,10 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = [Queue(name) for name in ("events", "delivery", "scheduler", "default")]
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 # Each task name pattern → its queue; add a line with each new task module.
-CELERY_TASK_ROUTES = {"core.*": {"queue": "scheduler"}}
+CELERY_TASK_ROUTES = {
+    "core.*": {"queue": "scheduler"},
+    "events.*": {"queue": "events"},
+}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "tick": {
@@ -201,6 +237,13 @@ SIGNALBOX_CLOCK_OFFSET_ENABLED = False
 # Jobs run by the periodic `tick` (apps/core/services.py), in order.
 SIGNALBOX_TICK_JOBS = [
     "apps.tenants.services.api_keys_record_usage",
+    "apps.events.services.events_requeue_unprocessed",
+    "apps.events.idempotency.idempotency_keys_expire",
 ]
+# Services called with every batch of committed events (`events=[Event, …]`): the journey
+# engine plugs in here.
+SIGNALBOX_EVENT_CONSUMERS: list[str] = []
+# An event still unprocessed this long after it was received is re-enqueued by the tick.
+SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS = 60
 # How long an API key lookup is cached; revocation clears the entry at once.
 SIGNALBOX_API_KEY_CACHE_SECONDS = 300

@@ -1,0 +1,56 @@
+"""Checking JSON input by hand, fast, with errors that carry the JSON path of the field at fault.
+
+Used where DRF serializers would cost too much per item (batches of up to 1,000 events).
+"""
+
+from datetime import datetime
+from typing import Any
+
+from apps.core.errors import InvalidInput
+
+
+def path_of(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def string(data: dict, name: str, prefix: str = "", *, required: bool = False,
+           max_length: int = 255, default: str = "") -> str:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise InvalidInput.field(path_of(prefix, name), "This field is required.")
+        return default
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidInput.field(path_of(prefix, name), "Must be a string.")
+    value = str(value)
+    if required and not value.strip():
+        raise InvalidInput.field(path_of(prefix, name), "May not be blank.")
+    if len(value) > max_length:
+        raise InvalidInput.field(path_of(prefix, name), f"At most {max_length} characters.")
+    return value
+
+
+def obj(data: dict, name: str, prefix: str = "") -> dict[str, Any]:
+    value = data.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput.field(path_of(prefix, name), "Must be a JSON object.")
+    return value
+
+
+def timestamp(data: dict, name: str, prefix: str = "") -> datetime | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput.field(path_of(prefix, name), "Must be an ISO 8601 string.")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput.field(
+            path_of(prefix, name), "Not an ISO 8601 date-time (e.g. 2026-11-23T10:00:00Z)."
+        ) from None
+    if parsed.tzinfo is None:
+        raise InvalidInput.field(path_of(prefix, name), "Must include a UTC offset or Z.")
+    return parsed

@@ -1,0 +1,117 @@
+"""Recording accepted events and handing committed ones to their consumers."""
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+from apps.core import clock
+from apps.core.queue import enqueue_on_commit
+from apps.events.models import Event
+
+logger = logging.getLogger(__name__)
+
+# A client clock this far ahead is wrong, not early: its timestamp is replaced by received_at.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+REQUEUE_BATCH = 500
+
+
+@dataclass
+class EventDraft:
+    """An event checked and resolved to its recipient, ready to be stored."""
+
+    name: str
+    recipient_id: int | None
+    kind: str = Event.Kind.TRACK
+    properties: dict = field(default_factory=dict)
+    context: dict = field(default_factory=dict)
+    message_id: str = ""
+    cancellation_key: str = ""
+    timestamp: datetime | None = None
+    sent_at: datetime | None = None
+
+
+def event_time(*, timestamp: datetime | None, sent_at: datetime | None,
+               received_at: datetime) -> tuple[datetime, bool]:
+    """When the event happened, corrected for the client's clock skew; and whether it was clamped.
+
+    Segment's rule: timestamp = receivedAt − (sentAt − timestamp), when the client sent sentAt.
+    https://segment.com/docs/connections/spec/common/#timestamp-overview
+    """
+    if timestamp is None:
+        return received_at, False
+    occurred = received_at - (sent_at - timestamp) if sent_at else timestamp
+    if occurred > received_at + FUTURE_TOLERANCE:
+        return received_at, True
+    return occurred, False
+
+
+def events_record(*, tenant, source: str, drafts: list[EventDraft]) -> list[int]:
+    """Store events and enqueue their processing after commit. Returns the ids stored.
+
+    One INSERT for the lot. Segment events de-duplicate on (tenant, messageId): a replay is
+    skipped by ON CONFLICT DO NOTHING, so the ids returned are those now stored for the batch.
+    """
+    received_at = clock.now()
+    rows = []
+    for draft in drafts:
+        occurred_at, clamped = event_time(
+            timestamp=draft.timestamp, sent_at=draft.sent_at, received_at=received_at
+        )
+        rows.append(Event(
+            tenant=tenant, recipient_id=draft.recipient_id, name=draft.name, kind=draft.kind,
+            properties=draft.properties, context=draft.context, source=source,
+            message_id=draft.message_id or uuid.uuid4().hex, cancellation_key=draft.cancellation_key,
+            occurred_at=occurred_at, received_at=received_at, timestamp_clamped=clamped,
+            created_at=received_at, updated_at=received_at,
+        ))
+    with transaction.atomic():
+        if source == Event.Source.API:
+            # Fresh message ids cannot conflict, so the INSERT returns the new ids directly.
+            ids = [event.pk for event in Event.objects.bulk_create(rows)]
+        else:
+            Event.objects.bulk_create(rows, ignore_conflicts=True)
+            ids = list(Event.objects.filter(
+                tenant=tenant, message_id__in=[r.message_id for r in rows], received_at=received_at
+            ).values_list("id", flat=True))
+        if ids:
+            from apps.events.tasks import process_events
+
+            enqueue_on_commit(process_events, ids)
+    return ids
+
+
+def events_process(*, event_ids: list[int]) -> int:
+    """Hand committed, unprocessed events to each consumer in SIGNALBOX_EVENT_CONSUMERS (the
+    journey engine plugs in there), then mark them processed. Safe to run twice for one event:
+    the rows are claimed (SKIP LOCKED on PostgreSQL) and already-processed ones are skipped."""
+    consumers = [import_string(path) for path in settings.SIGNALBOX_EVENT_CONSUMERS]
+    with transaction.atomic():
+        events = list(
+            Event.objects.select_for_update(skip_locked=True)
+            .filter(id__in=event_ids, processed_at__isnull=True).order_by("id")
+        )
+        for consumer in consumers:
+            consumer(events=events)
+        Event.objects.filter(id__in=[e.pk for e in events]).update(processed_at=clock.now())
+    return len(events)
+
+
+def events_requeue_unprocessed() -> int:
+    """Tick job: re-enqueue events whose processing task was lost (broker outage, dead worker)."""
+    from apps.events.tasks import process_events
+
+    cutoff = clock.now() - timedelta(seconds=settings.SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS)
+    ids = list(
+        Event.objects.filter(processed_at__isnull=True, received_at__lt=cutoff)
+        .order_by("received_at").values_list("id", flat=True)[: REQUEUE_BATCH * 20]
+    )
+    for start in range(0, len(ids), REQUEUE_BATCH):
+        enqueue_on_commit(process_events, ids[start:start + REQUEUE_BATCH])
+    if ids:
+        logger.info("re-enqueued %d unprocessed events", len(ids))
+    return len(ids)
