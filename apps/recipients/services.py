@@ -104,10 +104,10 @@ def recipients_apply_profiles(*, tenant, profiles: Mapping[int, Mapping]) -> Non
     """Apply validated profiles to many recipients (recipient id → profile) in two queries."""
     if not profiles:
         return
-    changed = []
+    changed, now = [], clock.now()
     for recipient in Recipient.objects.filter(tenant=tenant, pk__in=profiles):
         if profile_apply(recipient, profiles[recipient.pk]):
-            recipient.updated_at = clock.now()
+            recipient.updated_at = now
             changed.append(recipient)
     Recipient.objects.bulk_update(changed, [*PROFILE_FIELDS, "attributes", "updated_at"])
 
@@ -128,8 +128,10 @@ def recipients_resolve_many(*, tenant, external_ids: Iterable[str]) -> dict[str,
     missing = wanted - found.keys()
     if missing:
         # ignore_conflicts: a concurrent request may create the same ids; the re-read sees them.
+        now = clock.now()
         Recipient.objects.bulk_create(
-            [Recipient(tenant=tenant, external_id=ext) for ext in missing], ignore_conflicts=True
+            [Recipient(tenant=tenant, external_id=ext, created_at=now, updated_at=now) for ext in missing],
+            ignore_conflicts=True,
         )
         found |= lookup(missing)
     return found
@@ -150,9 +152,11 @@ def aliases_resolve_many(*, tenant, aliases: Iterable[str]) -> dict[str, int]:
     found = lookup(wanted)
     missing = sorted(wanted - found.keys())
     if missing:
-        anonymous = Recipient.objects.bulk_create([Recipient(tenant=tenant) for _ in missing])
+        now = clock.now()
+        anonymous = Recipient.objects.bulk_create(
+            [Recipient(tenant=tenant, created_at=now, updated_at=now) for _ in missing])
         RecipientAlias.objects.bulk_create(
-            [RecipientAlias(tenant=tenant, alias=alias, recipient=recipient)
+            [RecipientAlias(tenant=tenant, alias=alias, recipient=recipient, created_at=now, updated_at=now)
              for alias, recipient in zip(missing, anonymous, strict=True)],
             ignore_conflicts=True,
         )

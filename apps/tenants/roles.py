@@ -11,9 +11,9 @@ from apps.tenants.models import Role
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Edit content and journeys (their models come later); look up recipients for previews.
-    Role.MARKETER: ["tenants.view_tenant", "recipients.view_recipient"],
+    Role.MARKETER: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event"],
     # Read recipients and messages; change nothing.
-    Role.SUPPORT: ["tenants.view_tenant", "recipients.view_recipient"],
+    Role.SUPPORT: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event"],
     # Everything in their tenants: sub-tenants, staff memberships, API keys, recipients.
     Role.TENANT_ADMIN: [
         "tenants.view_tenant", "tenants.add_tenant", "tenants.change_tenant",
@@ -22,7 +22,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "tenants.delete_membership", "tenants.view_historicalmembership",
         "tenants.view_apikey", "tenants.add_apikey", "tenants.change_apikey",
         "recipients.view_recipient", "recipients.add_recipient", "recipients.change_recipient",
-        "recipients.delete_recipient",
+        "recipients.delete_recipient", "events.view_event",
     ],
 }
 

@@ -1,0 +1,993 @@
+#!/usr/bin/env python
+"""Event-ingestion benchmark: open-model (fixed arrival rate) load against a real gunicorn.
+
+    .venv/bin/python bench/ingest.py            # full run, about 3-4 minutes
+    .venv/bin/python bench/ingest.py --quick    # about 1 minute
+
+What it does, in order:
+
+1. Drops and recreates the PostgreSQL database `signalbox_bench` (127.0.0.1:5432, user postgres),
+   runs `manage.py migrate` and `manage.py seed_demo --json` with production settings.
+2. Starts `gunicorn config.wsgi` on a free loopback port and waits for /healthz.
+3. For each scenario and arrival rate, starts load-generator processes (this file with
+   `--loadgen`; asyncio over raw HTTP/1.1 with keep-alive, request bytes pre-built) that send on a
+   fixed schedule whatever the responses do. Latency is measured from the *scheduled* send time,
+   so a slow server cannot hide its queueing (no coordinated omission). Every request has a
+   deadline, every step a bounded count, and only 127.0.0.1 is targeted.
+4. Checks that `events_event` holds exactly the events the server accepted.
+5. Times a raw `COPY` of the same number of rows into `bench_copy (LIKE events_event INCLUDING
+   ALL)`: the physical limit the HTTP path is compared with.
+6. Prints a Markdown report and writes it to bench/results/ingest-latest.md.
+
+Only the Python standard library plus packages the project already installs (psycopg, redis,
+gunicorn) are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import json
+import math
+import os
+import platform
+import random
+import resource
+import secrets
+import shlex
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+HOST = "127.0.0.1"  # the only address this benchmark ever sends to
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+CELERY_EVENTS_QUEUE = "events"
+
+SCENARIOS = {
+    # name: method, path, expected status, events per successful request (0: count requests)
+    "batch": {"title": "Segment batch `POST /v1/batch`", "expect": 200,
+              "target_rate": 100, "target_p99_ms": 100.0},
+    "single": {"title": "Native single event `POST /api/v1/events`", "expect": 202,
+               "target_rate": 1000, "target_p99_ms": 25.0},
+    "healthz": {"title": "Framework floor `GET /healthz`", "expect": 200,
+                "target_rate": None, "target_p99_ms": None},
+}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def iso_now(offset_s: float = 0.0) -> str:
+    """UTC ISO 8601 with milliseconds and an explicit offset: always 29 characters."""
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset_s)
+    return now.isoformat(timespec="milliseconds")
+
+
+# =============================================================================================
+# Load generator (runs in its own process: `ingest.py --loadgen`, spec on stdin)
+# =============================================================================================
+
+SENT_AT_SUFFIX = b'"}'
+
+
+def build_requests(spec: dict) -> tuple[list[bytes], int, bool]:
+    """Pre-built request bytes for one generator process.
+
+    Returns (requests, events per request, whether each request ends with a sentAt to stamp).
+    Batch bodies end with `"sentAt":"` so the send time (fixed length) is appended at send time.
+    """
+    scenario, n = spec["scenario"], spec["n_requests"]
+    rnd = random.Random(spec["seed"])
+    pool = spec["recipients"]
+    hostport = f"{HOST}:{spec['port']}"
+    tag = f"{spec['seed']:x}"
+    out: list[bytes] = []
+    if scenario == "healthz":
+        req = f"GET /healthz HTTP/1.1\r\nHost: {hostport}\r\n\r\n".encode()
+        return [req] * n, 0, False
+    if scenario == "single":
+        head = (f"POST /api/v1/events HTTP/1.1\r\nHost: {hostport}\r\n"
+                f"Authorization: Bearer {spec['secret_key']}\r\n"
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n")
+        for i in range(n):
+            body = json.dumps({
+                "name": "order.completed",
+                "recipient": f"bench-user-{rnd.randrange(pool)}",
+                "properties": {"order_id": f"ord-{tag}-{i}", "total": 42.5},
+            }, separators=(",", ":")).encode()
+            out.append(head.format(len(body)).encode() + body)
+        return out, 1, False
+    if scenario == "batch":
+        auth = base64.b64encode(f"{spec['write_key']}:".encode()).decode()
+        head = (f"POST /v1/batch HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Basic {auth}\r\n"
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n")
+        size = spec["batch_size"]
+        stamp = iso_now(-1.0)
+        sent_at_len = len(iso_now()) + len(SENT_AT_SUFFIX)
+        for i in range(n):
+            items = [{
+                "type": "track",
+                "event": "Order Completed",
+                "userId": f"bench-user-{rnd.randrange(pool)}",
+                "messageId": str(uuid.uuid4()),
+                "timestamp": stamp,
+                "properties": {"order_id": f"ord-{tag}-{i}-{j}", "total": 42.5},
+            } for j in range(size)]
+            prefix = json.dumps({"batch": items}, separators=(",", ":"))[:-1] + ',"sentAt":"'
+            prefix_b = prefix.encode()
+            out.append(head.format(len(prefix_b) + sent_at_len).encode() + prefix_b)
+        return out, size, True
+    raise SystemExit(f"unknown scenario {scenario}")
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    lower = head.lower()
+    keep = not head.startswith(b"HTTP/1.0") and b"\r\nconnection: close" not in lower
+    idx = lower.find(b"\r\ncontent-length:")
+    if idx >= 0:
+        end = lower.index(b"\r\n", idx + 2)
+        length = int(head[idx + 17:end])
+        body = await reader.readexactly(length) if length else b""
+    elif b"\r\ntransfer-encoding: chunked" in lower:
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            parts.append(await reader.readexactly(size + 2))
+        body = b"".join(p[:-2] for p in parts)
+    else:
+        body = await reader.read()
+        keep = False
+    return status, body, keep
+
+
+async def run_load(spec: dict, requests: list[bytes], per_request_events: int, stamp_sent_at: bool,
+                   start_wall: float) -> dict:
+    loop = asyncio.get_running_loop()
+    start = loop.time() + (start_wall - time.time()) + spec["phase"]
+    interval = 1.0 / spec["rate"]
+    warm_end = loop.time() + (start_wall - time.time()) + spec["warmup"]
+    timeout = spec["timeout"]
+    expect = spec["expect"]
+    check_success = spec["scenario"] == "batch"
+    port = spec["port"]
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    sem = asyncio.Semaphore(spec["max_conns"])
+    st = {"lat": [], "lag": [], "statuses": {}, "errors": {}, "error_sample": "",
+          "measured": 0, "ok_measured": 0, "ok_events_measured": 0, "ok_total": 0, "ok_events_total": 0,
+          "unknown_outcome": 0, "last_done": 0.0, "conns_opened": 0, "retries": 0}
+
+    def error(kind: str, sample: str = "") -> None:
+        st["errors"][kind] = st["errors"].get(kind, 0) + 1
+        if sample and not st["error_sample"]:
+            st["error_sample"] = sample[:300]
+
+    async def exchange(req: bytes) -> tuple[int, bytes]:
+        for attempt in (0, 1):
+            if idle:
+                reader, writer = idle.pop()
+                reused = True
+            else:
+                reader, writer = await asyncio.open_connection(HOST, port)
+                st["conns_opened"] += 1
+                reused = False
+            try:
+                if stamp_sent_at:
+                    writer.writelines((req, iso_now().encode(), SENT_AT_SUFFIX))
+                else:
+                    writer.write(req)
+                status, body, keep = await read_response(reader)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                writer.close()
+                # The server closed an idle keep-alive connection as we reused it: the request
+                # never reached the application, so send it once more on a new connection.
+                if reused and attempt == 0:
+                    st["retries"] += 1
+                    continue
+                raise
+            except BaseException:
+                writer.close()
+                raise
+            if keep:
+                idle.append((reader, writer))
+            else:
+                writer.close()
+            return status, body
+        raise AssertionError("unreachable")
+
+    async def one(sched: float, req: bytes) -> None:
+        measured = sched >= warm_end
+        if measured:
+            st["measured"] += 1
+        try:
+            async with asyncio.timeout_at(sched + timeout):
+                async with sem:
+                    if measured:
+                        st["lag"].append(loop.time() - sched)
+                    status, body = await exchange(req)
+        except TimeoutError:
+            error("timeout")
+            st["unknown_outcome"] += 1
+            return
+        except Exception as exc:  # connection refused/reset, malformed answer
+            error(type(exc).__name__, repr(exc))
+            st["unknown_outcome"] += 1
+            return
+        done = loop.time()
+        key = str(status)
+        st["statuses"][key] = st["statuses"].get(key, 0) + 1
+        ok = status == expect
+        if ok and check_success:
+            try:
+                ok = json.loads(body).get("success") is True
+            except ValueError:
+                ok = False
+        if not ok:
+            error(f"HTTP {status}", body.decode(errors="replace"))
+            return
+        st["ok_total"] += 1
+        st["ok_events_total"] += per_request_events
+        if measured:
+            st["ok_measured"] += 1
+            st["ok_events_measured"] += per_request_events
+            st["lat"].append(done - sched)
+            st["last_done"] = max(st["last_done"], done - warm_end)
+
+    tasks: set[asyncio.Task] = set()
+    for i, req in enumerate(requests):
+        sched = start + i * interval
+        delay = sched - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = loop.create_task(one(sched, req))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(set(tasks), timeout=timeout + 5)
+    for task in list(tasks):  # cannot happen (every request has a deadline); belt and braces
+        task.cancel()
+        error("cancelled")
+        st["unknown_outcome"] += 1
+    for _, writer in idle:
+        writer.close()
+    st["lat"] = [round(x * 1000, 3) for x in st["lat"]]
+    st["lag"] = [round(x * 1000, 3) for x in st["lag"]]
+    st["n_requests"] = len(requests)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    st["cpu_s"] = usage.ru_utime + usage.ru_stime
+    return st
+
+
+def loadgen_main() -> None:
+    spec = json.loads(sys.stdin.readline())
+    requests, per_request_events, stamp = build_requests(spec)
+    print("READY", flush=True)
+    line = sys.stdin.readline().split()
+    if not line or line[0] != "GO":
+        return
+    result = asyncio.run(run_load(spec, requests, per_request_events, stamp, float(line[1])))
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+# =============================================================================================
+# CPU accounting from /proc: who used the two cores during a measured window
+# =============================================================================================
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_table() -> dict[int, tuple[str, int, int]]:
+    """pid -> (comm, ppid, utime+stime ticks) for every live process."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            continue
+        lpar, rpar = raw.find(b"("), raw.rfind(b")")
+        comm = raw[lpar + 1:rpar].decode(errors="replace")
+        fields = raw[rpar + 2:].split()
+        table[int(name)] = (comm, int(fields[1]), int(fields[11]) + int(fields[12]))
+    return table
+
+
+def _machine_busy_ticks() -> tuple[int, int]:
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return total - idle, total
+
+
+def cpu_snapshot(gunicorn_pid: int | None, loadgen_pids: list[int]) -> dict:
+    table = _proc_table()
+    groups = {"gunicorn": 0, "postgres": 0, "redis": 0, "loadgen": 0}
+    gunicorn_pids = {gunicorn_pid} if gunicorn_pid else set()
+    for pid, (comm, ppid, ticks) in table.items():
+        if pid in gunicorn_pids or (gunicorn_pid and ppid == gunicorn_pid):
+            groups["gunicorn"] += ticks
+        elif comm == "postgres":
+            groups["postgres"] += ticks
+        elif comm.startswith("redis-server"):
+            groups["redis"] += ticks
+        elif pid in loadgen_pids:
+            groups["loadgen"] += ticks
+    busy, total = _machine_busy_ticks()
+    return {"t": time.monotonic(), "groups": groups, "busy": busy, "total": total}
+
+
+def cpu_delta(before: dict, after: dict) -> dict:
+    """Per group: percent of one core (the machine has nproc x 100 %)."""
+    wall = after["t"] - before["t"]
+    out = {k: 100.0 * (after["groups"][k] - before["groups"][k]) / CLK_TCK / wall for k in before["groups"]}
+    out["machine"] = 100.0 * os.cpu_count() * (after["busy"] - before["busy"]) / max(
+        1, after["total"] - before["total"])
+    out["other"] = max(0.0, out["machine"] - sum(out[k] for k in before["groups"]))
+    return out
+
+
+# =============================================================================================
+# Orchestration
+# =============================================================================================
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.env = dict(os.environ)
+        self.db_url = f"postgres://postgres@127.0.0.1:5432/{args.db_name}"
+        alphabet = string.ascii_letters + string.digits
+        self.env.update({
+            "DATABASE_URL": self.db_url,
+            "REDIS_URL": args.redis_url,
+            "DJANGO_SETTINGS_MODULE": "config.settings.prod",
+            "SECRET_KEY": "".join(secrets.choice(alphabet) for _ in range(60)),
+            "ALLOWED_HOSTS": HOST,
+            "SECURE_SSL_REDIRECT": "false",
+            "DEBUG": "false",
+            "LOG_LEVEL": "WARNING",
+        })
+        self.port = args.port or free_port()
+        self.gunicorn: subprocess.Popen | None = None
+        self.workdir = Path(tempfile.mkdtemp(prefix="signalbox-bench-"))
+        self.gunicorn_log = self.workdir / "gunicorn.log"
+        self.keys: dict = {}
+        self.steps: list[dict] = []
+        self.notes: list[str] = []
+        self.accepted = {"batch": 0, "single": 0}  # events the server accepted (incl. warm-up)
+        self.unknown_outcome = 0
+        self.children: list[subprocess.Popen] = []
+        self.seed = random.SystemRandom().randrange(1 << 30)
+
+    # ---- database, Django, gunicorn ----------------------------------------------------------
+
+    def pg(self, dbname: str | None = None, autocommit: bool = True):
+        import psycopg
+
+        url = PG_ADMIN_URL if dbname is None else PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
+        return psycopg.connect(url, autocommit=autocommit)
+
+    def setup_database(self) -> None:
+        name = self.args.db_name
+        log(f"recreating database {name}")
+        with self.pg() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.manage("migrate", "--noinput")
+        out = self.manage("seed_demo", "--json")
+        self.keys = json.loads(out[out.index("{"):])
+        log(f"seeded tenant {self.keys['tenant']}")
+
+    def manage(self, *argv: str) -> str:
+        cmd = [sys.executable, "manage.py", *argv]
+        proc = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            sys.exit(f"`manage.py {' '.join(argv)}` failed ({proc.returncode}):\n"
+                     f"{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    def gunicorn_cmd(self) -> list[str]:
+        a = self.args
+        cmd = [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi", "-b", f"{HOST}:{self.port}",
+               "--worker-class", a.worker_class, "--workers", str(a.workers)]
+        if a.worker_class == "gthread":
+            cmd += ["--threads", str(a.threads)]
+        cmd += ["--backlog", "2048", "--keep-alive", "5", "--timeout", "30", "--no-control-socket",
+                "--log-level", "warning", "--error-logfile", str(self.gunicorn_log)]
+        return cmd
+
+    def gunicorn_summary(self) -> str:
+        a = self.args
+        if a.worker_class == "gthread":
+            return f"{a.workers} gthread workers x {a.threads} threads"
+        return f"{a.workers} {a.worker_class} workers"
+
+    def start_gunicorn(self) -> None:
+        cmd = self.gunicorn_cmd()
+        log("starting " + " ".join(shlex.quote(c) for c in cmd))
+        self.gunicorn = subprocess.Popen(cmd, cwd=ROOT, env=self.env, start_new_session=True,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.gunicorn.poll() is not None:
+                sys.exit(f"gunicorn exited with {self.gunicorn.returncode}:\n{self.tail_log()}")
+            try:
+                with urllib.request.urlopen(f"http://{HOST}:{self.port}/healthz", timeout=2) as resp:  # noqa: S310
+                    if resp.status == 200:
+                        break
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.2)
+        else:
+            sys.exit(f"gunicorn did not answer /healthz within 60 s:\n{self.tail_log()}")
+        time.sleep(1.0)  # let every worker finish booting before the first measured request
+        log(f"gunicorn up on port {self.port} (pid {self.gunicorn.pid})")
+
+    def tail_log(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.gunicorn_log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no gunicorn log)"
+
+    def stop_gunicorn(self) -> None:
+        proc, self.gunicorn = self.gunicorn, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the process group gunicorn was started in
+            proc.wait(timeout=10)
+        log("gunicorn stopped")
+
+    # ---- one request outside the load generator (preflight) ---------------------------------
+
+    def http(self, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, bytes]:
+        req = urllib.request.Request(f"http://{HOST}:{self.port}{path}", data=body, method=method,  # noqa: S310
+                                     headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def preflight(self, scenario: str) -> str | None:
+        """One request; None if the endpoint accepts it, else why the scenario is skipped."""
+        if scenario == "healthz":
+            status, body = self.http("GET", "/healthz", None, {})
+            return None if status == 200 else f"/healthz answered {status}"
+        if scenario == "batch":
+            auth = base64.b64encode(f"{self.keys['write_key']}:".encode()).decode()
+            payload = {"batch": [{"type": "track", "event": "Order Completed", "userId": "bench-user-0",
+                                  "messageId": str(uuid.uuid4()), "timestamp": iso_now(-1),
+                                  "properties": {"order_id": "preflight", "total": 42.5}}],
+                       "sentAt": iso_now()}
+            status, body = self.http("POST", "/v1/batch", json.dumps(payload).encode(),
+                                     {"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
+            ok = status == 200 and body.strip().startswith(b"{") and json.loads(body).get("success") is True
+        else:
+            payload = {"name": "order.completed", "recipient": "bench-user-0",
+                       "properties": {"order_id": "preflight", "total": 42.5}}
+            status, body = self.http("POST", "/api/v1/events", json.dumps(payload).encode(),
+                                     {"Authorization": f"Bearer {self.keys['secret_key']}",
+                                      "Content-Type": "application/json"})
+            ok = status == 202
+        if ok:
+            self.accepted[scenario] += 1
+            return None
+        return f"preflight answered HTTP {status}: {body[:200].decode(errors='replace')}"
+
+    # ---- load steps --------------------------------------------------------------------------
+
+    def run_step(self, scenario: str, rate: float, duration: float, warmup: float) -> dict:
+        a = self.args
+        procs = max(1, min(a.gen_procs, int(rate)))
+        specs = []
+        for k in range(procs):
+            n = int(round((warmup + duration) * rate / procs))
+            specs.append({
+                "scenario": scenario, "port": self.port, "rate": rate / procs, "phase": k / rate,
+                "warmup": warmup, "n_requests": n, "timeout": a.timeout, "max_conns": a.max_conns,
+                "expect": SCENARIOS[scenario]["expect"], "recipients": a.recipients,
+                "batch_size": a.batch_size, "seed": self.seed + len(self.steps) * 1000 + k,
+                "write_key": self.keys.get("write_key", ""), "secret_key": self.keys.get("secret_key", ""),
+            })
+        children = []
+        for spec in specs:
+            child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--loadgen"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.children.append(child)
+            children.append(child)
+            child.stdin.write(json.dumps(spec) + "\n")
+            child.stdin.flush()
+        for child in children:
+            if child.stdout.readline().strip() != "READY":
+                sys.exit("load generator failed to start")
+        start_wall = time.time() + 0.3
+        for child in children:
+            child.stdin.write(f"GO {start_wall!r}\n")
+            child.stdin.flush()
+        pids = [c.pid for c in children]
+        gpid = self.gunicorn.pid if self.gunicorn else None
+        time.sleep(max(0.0, start_wall + warmup - time.time()))
+        cpu_before = cpu_snapshot(gpid, pids)
+        time.sleep(max(0.0, start_wall + warmup + duration - time.time()))
+        cpu = cpu_delta(cpu_before, cpu_snapshot(gpid, pids))
+        results = []
+        for child in children:
+            out, _ = child.communicate(timeout=a.timeout + 60)
+            if child.returncode != 0 or not out.strip():
+                sys.exit(f"load generator exited with {child.returncode}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+            self.children.remove(child)
+        return self.summarise(scenario, rate, duration, results, cpu)
+
+    def summarise(self, scenario: str, rate: float, duration: float, results: list[dict], cpu: dict) -> dict:
+        lat = sorted(x for r in results for x in r["lat"])
+        lag = sorted(x for r in results for x in r["lag"])
+        statuses: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        for r in results:
+            for k, v in r["statuses"].items():
+                statuses[k] = statuses.get(k, 0) + v
+            for k, v in r["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+        measured = sum(r["measured"] for r in results)
+        ok_measured = sum(r["ok_measured"] for r in results)
+        events = sum(r["ok_events_measured"] for r in results)
+        window = max(measured / rate, max(r["last_done"] for r in results))
+        ok_events_total = sum(r["ok_events_total"] for r in results)
+        if scenario in self.accepted:
+            self.accepted[scenario] += ok_events_total
+        self.unknown_outcome += sum(r["unknown_outcome"] for r in results)
+        per_req = self.args.batch_size if scenario == "batch" else 1
+        step = {
+            "scenario": scenario, "rate": rate, "duration": duration, "measured": measured,
+            "ok": ok_measured, "errors": measured - ok_measured, "error_kinds": errors,
+            "error_sample": next((r["error_sample"] for r in results if r["error_sample"]), ""),
+            "statuses": statuses,
+            "offered_eps": rate * per_req if scenario != "healthz" else 0,
+            "achieved_rps": ok_measured / window if window else 0.0,
+            "achieved_eps": events / window if window else 0.0,
+            "p50": percentile(lat, 0.50), "p95": percentile(lat, 0.95), "p99": percentile(lat, 0.99),
+            "max": lat[-1] if lat else float("nan"),
+            "lag_p99": percentile(lag, 0.99), "lag_max": lag[-1] if lag else float("nan"),
+            "conns": sum(r["conns_opened"] for r in results), "retries": sum(r["retries"] for r in results),
+            "gen_cpu_s": sum(r["cpu_s"] for r in results), "cpu": cpu, "gen_procs": len(results),
+        }
+        self.steps.append(step)
+        errs = ", ".join(f"{k}: {v}" for k, v in errors.items()) or "none"
+        log(f"{scenario} @ {rate:g} req/s: {step['achieved_rps']:.1f} req/s ok, "
+            f"p50 {step['p50']:.1f} / p99 {step['p99']:.1f} / max {step['max']:.1f} ms, errors {errs}; "
+            f"CPU gunicorn {cpu['gunicorn']:.0f}% postgres {cpu['postgres']:.0f}% "
+            f"loadgen {cpu['loadgen']:.0f}% machine {cpu['machine']:.0f}%")
+        if step["error_sample"]:
+            log(f"  first error: {step['error_sample'][:200]}")
+        return step
+
+    def saturated(self, step: dict) -> bool:
+        spec = SCENARIOS[step["scenario"]]
+        too_slow = step["p99"] > 10 * (spec["target_p99_ms"] or 100) or math.isnan(step["p99"])
+        return step["achieved_rps"] < 0.9 * step["rate"] or step["errors"] > 0.05 * max(1, step["measured"]) \
+            or too_slow
+
+    def run_scenarios(self) -> None:
+        a = self.args
+        for scenario in a.scenarios:
+            reason = self.preflight(scenario)
+            if reason:
+                self.notes.append(f"{SCENARIOS[scenario]['title']}: skipped, {reason}")
+                log(f"skipping {scenario}: {reason}")
+                continue
+            rates = {"batch": a.batch_rates, "single": a.single_rates, "healthz": a.healthz_rates}[scenario]
+            for i, rate in enumerate(rates):
+                step = self.run_step(scenario, rate, a.duration, a.warmup)
+                if a.stop_on_saturation and self.saturated(step) and i + 1 < len(rates):
+                    skipped = ", ".join(f"{r:g}" for r in rates[i + 1:])
+                    self.notes.append(f"{scenario}: saturated at {rate:g} req/s; skipped {skipped} req/s.")
+                    log(f"{scenario} saturated at {rate:g} req/s; skipping {skipped}")
+                    break
+                time.sleep(1.0)
+
+    # ---- checks after the load --------------------------------------------------------------
+
+    def count_rows(self) -> dict | None:
+        with self.pg(self.args.db_name) as conn:
+            if conn.execute("SELECT to_regclass('events_event')").fetchone()[0] is None:
+                return None
+            last, stable = -1, 0
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and stable < 2:  # wait for stragglers to commit
+                count = conn.execute("SELECT count(*) FROM events_event").fetchone()[0]
+                stable = stable + 1 if count == last else 0
+                last = count
+                time.sleep(0.5)
+            by_source = dict(conn.execute(
+                "SELECT source, count(*) FROM events_event GROUP BY source").fetchall())
+            recipients = conn.execute(
+                "SELECT count(*) FROM recipients_recipient WHERE external_id LIKE 'bench-user-%'"
+            ).fetchone()[0]
+        return {"total": last, "by_source": by_source, "recipients": recipients}
+
+    def clean_queue(self) -> str:
+        """process_events tasks pile up in Redis (no worker runs here): remove those we added."""
+        try:
+            import redis
+
+            client = redis.Redis.from_url(self.args.redis_url, socket_timeout=5)
+            added = client.llen(CELERY_EVENTS_QUEUE) - self.queue_before
+            if added <= 0:
+                return "no Celery tasks were left in Redis"
+            if self.args.keep_queue:
+                return (f"{added} `events.process` tasks left in Redis queue `{CELERY_EVENTS_QUEUE}` "
+                        "(--keep-queue)")
+            # kombu LPUSHes and consumers pop from the right: the newest `added` are ours.
+            removed = 0
+            while removed < added:
+                got = client.lpop(CELERY_EVENTS_QUEUE, min(1000, added - removed))
+                if not got:
+                    break
+                removed += len(got)
+            return (f"the run enqueued {added} `events.process` Celery tasks (no worker runs during the "
+                    f"benchmark); removed them from Redis afterwards")
+        except Exception as exc:  # a report line, never a failed benchmark
+            return f"could not inspect the Celery queue: {exc}"
+
+    def queue_length(self) -> int:
+        try:
+            import redis
+
+            return redis.Redis.from_url(self.args.redis_url, socket_timeout=5).llen(CELERY_EVENTS_QUEUE)
+        except Exception:
+            return 0
+
+    def copy_baseline(self, n_rows: int) -> dict | None:
+        """Time a raw COPY of n_rows event-shaped rows into a LIKE-copy of events_event."""
+        with self.pg(self.args.db_name) as conn:
+            if conn.execute("SELECT to_regclass('events_event')").fetchone()[0] is None:
+                return None
+            cols = conn.execute(
+                "SELECT column_name, is_nullable, column_default, is_identity "
+                "FROM information_schema.columns WHERE table_name = 'events_event' "
+                "AND table_schema = current_schema() ORDER BY ordinal_position"
+            ).fetchall()
+            tenant_id = conn.execute("SELECT id FROM tenants_tenant WHERE slug = %s",
+                                     (self.keys.get("tenant", "acme"),)).fetchone()[0]
+            recipient_ids = [r[0] for r in conn.execute(
+                "SELECT id FROM recipients_recipient WHERE tenant_id = %s ORDER BY id LIMIT %s",
+                (tenant_id, self.args.recipients)).fetchall()] or [None]
+            sample = conn.execute(
+                "SELECT name, kind, source, properties::text, context::text FROM events_event "
+                "ORDER BY (source = 'segment') DESC, id DESC LIMIT 1").fetchone()
+            name, kind, source, props, context = sample or (
+                "Order Completed", "track", "segment", '{"order_id": "ord-1", "total": 42.5}', "{}")
+
+            def esc(value: str) -> str:
+                return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+                        .replace("\r", "\\r"))
+
+            now = dt.datetime.now(dt.UTC).isoformat()
+            fixed = {"tenant_id": str(tenant_id), "name": esc(name), "kind": esc(kind), "source": esc(source),
+                     "properties": esc(props), "context": esc(context), "cancellation_key": "",
+                     "occurred_at": now, "received_at": now, "created_at": now, "updated_at": now,
+                     "timestamp_clamped": "f", "processed_at": "\\N"}
+            names, unknown = [], []
+            for col, nullable, default, identity in cols:
+                if col == "id" or identity == "YES":
+                    continue
+                names.append(col)
+                if col not in fixed and col not in ("recipient_id", "message_id") and nullable == "NO" \
+                        and default is None:
+                    unknown.append(col)
+            if unknown:
+                self.notes.append(f"COPY baseline skipped: no value for NOT NULL column(s) {unknown}")
+                return None
+            rnd = random.Random(self.seed)
+            chunks, buf, size = [], [], 0
+            for _ in range(n_rows):
+                row = []
+                for col in names:
+                    if col == "message_id":
+                        row.append(uuid.uuid4().hex)
+                    elif col == "recipient_id":
+                        rid = rnd.choice(recipient_ids)
+                        row.append("\\N" if rid is None else str(rid))
+                    else:
+                        row.append(fixed.get(col, "\\N"))
+                line = "\t".join(row) + "\n"
+                buf.append(line)
+                size += len(line)
+                if size > 1 << 20:
+                    chunks.append("".join(buf).encode())
+                    buf, size = [], 0
+            if buf:
+                chunks.append("".join(buf).encode())
+            conn.execute("DROP TABLE IF EXISTS bench_copy")
+            conn.execute("CREATE TABLE bench_copy (LIKE events_event INCLUDING ALL)")
+            conn.execute("CHECKPOINT")
+            cur = conn.cursor()
+            column_list = ", ".join(f'"{c}"' for c in names)
+            started = time.perf_counter()
+            with conn.transaction(), cur.copy(f"COPY bench_copy ({column_list}) FROM STDIN") as copy:
+                for chunk in chunks:
+                    copy.write(chunk)
+            elapsed = time.perf_counter() - started
+            copied = conn.execute("SELECT count(*) FROM bench_copy").fetchone()[0]
+            indexes = conn.execute(
+                "SELECT count(*) FROM pg_indexes WHERE tablename = 'bench_copy'").fetchone()[0]
+            conn.execute("DROP TABLE bench_copy")
+        rps = copied / elapsed
+        log(f"COPY baseline: {copied} rows in {elapsed:.2f} s = {rps:,.0f} rows/s ({indexes} indexes)")
+        return {"rows": copied, "seconds": elapsed, "rows_per_s": rps, "indexes": indexes}
+
+    # ---- report ------------------------------------------------------------------------------
+
+    def machine(self) -> dict:
+        mem = subprocess.run(["free", "-g"], capture_output=True, text=True).stdout.splitlines()
+        mem_total = next((line.split()[1] for line in mem if line.startswith("Mem:")), "?")
+        cpu_model = "?"
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+        try:
+            with self.pg() as conn:
+                pg_version = conn.execute("SHOW server_version").fetchone()[0]
+                sync = conn.execute("SHOW synchronous_commit").fetchone()[0]
+        except Exception:
+            pg_version, sync = "?", "?"
+        return {"nproc": os.cpu_count(), "mem_gib": mem_total, "cpu": cpu_model, "pg": pg_version,
+                "sync_commit": sync, "python": platform.python_version()}
+
+    def report(self, rows: dict | None, copy: dict | None, queue_note: str, elapsed: float) -> str:
+        a = self.args
+        m = self.machine()
+        cmd = " ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/ingest.py", *sys.argv[1:]])
+        g = self.gunicorn_cmd()
+        g_display = " ".join(shlex.quote(x) for x in [".venv/bin/gunicorn", *g[1:-2]])
+        lines = [
+            "# Ingest benchmark",
+            "",
+            f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; run took {elapsed:.0f} s",
+            f"- Machine: nproc {m['nproc']} ({m['cpu']}), memory {m['mem_gib']} GiB (`free -g` total), "
+            f"Python {m['python']}, PostgreSQL {m['pg']} (synchronous_commit={m['sync_commit']}), Redis on "
+            "loopback; load generator, gunicorn, PostgreSQL and Redis share the same cores",
+            f"- Command: `{cmd}`",
+            f"- Gunicorn: {self.gunicorn_summary()}: `{g_display}`; settings `config.settings.prod`, "
+            "DEBUG off",
+            f"- Load: open model (fixed arrival rate, latency from the scheduled send time), {a.gen_procs} "
+            f"asyncio generator process(es), keep-alive HTTP/1.1, at most {a.max_conns} connections, "
+            f"{a.timeout:g} s deadline per request; each step {a.warmup:g} s warm-up + "
+            f"{a.duration:g} s measured; "
+            f"{a.recipients:,} distinct recipients; batch = {a.batch_size} events per request",
+            "",
+            "| scenario | offered req/s | offered events/s | achieved events/s (req/s) | p50 ms | p95 ms "
+            "| p99 ms | max ms | errors / requests | gen lag p99 ms | CPU % gunicorn / postgres / redis / "
+            "loadgen / other (machine = 200) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for s in self.steps:
+            c = s["cpu"]
+            eps = f"{s['achieved_eps']:,.0f} ({s['achieved_rps']:,.1f})" if s["scenario"] != "healthz" \
+                else f"– ({s['achieved_rps']:,.1f})"
+            offered = f"{s['offered_eps']:,.0f}" if s["scenario"] != "healthz" else "–"
+            err = f"{s['errors']} / {s['measured']}"
+            if s["error_kinds"]:
+                err += " (" + ", ".join(f"{k}: {v}" for k, v in s["error_kinds"].items()) + ")"
+            lines.append(
+                f"| {s['scenario']} | {s['rate']:g} | {offered} | {eps} | {s['p50']:.1f} | {s['p95']:.1f} "
+                f"| {s['p99']:.1f} | {s['max']:.1f} | {err} | {s['lag_p99']:.1f} | "
+                f"{c['gunicorn']:.0f} / {c['postgres']:.0f} / {c['redis']:.0f} / {c['loadgen']:.0f} / "
+                f"{c['other']:.0f} (= {c['machine']:.0f}) |")
+        lines.append("")
+        lines.append("## Targets")
+        lines.append("")
+        for scenario in ("batch", "single"):
+            spec = SCENARIOS[scenario]
+            if scenario not in a.scenarios:
+                continue
+            per_req = a.batch_size if scenario == "batch" else 1
+            target_eps = spec["target_rate"] * per_req
+            steps = [s for s in self.steps if s["scenario"] == scenario]
+            good = [s for s in steps if s["errors"] == 0 and s["p99"] < spec["target_p99_ms"]
+                    and s["achieved_rps"] >= 0.97 * s["rate"]]
+            best = max(good, key=lambda s: s["achieved_eps"], default=None)
+            verdict = "PASS" if best and best["achieved_eps"] >= 0.97 * target_eps else "FAIL"
+            if not steps:
+                verdict = "NOT RUN"
+            best_txt = "no step met the p99 limit without errors"
+            if best:
+                best_txt = (f"highest rate sustained within the p99 limit with no errors: {best['rate']:g} "
+                            f"req/s = {best['achieved_eps']:,.0f} events/s (p99 {best['p99']:.1f} ms)")
+            lines.append(f"- {spec['title']}: target ≥ {target_eps:,} events/s with p99 < "
+                         f"{spec['target_p99_ms']:g} ms: **{verdict}**; {best_txt}.")
+        lines += ["", "## Checks and baseline", ""]
+        accepted_total = sum(self.accepted.values())
+        if rows is None:
+            lines.append("- Row check: table `events_event` does not exist.")
+        else:
+            match = "matches" if rows["total"] == accepted_total else "DOES NOT match"
+            lines.append(
+                f"- Rows in `events_event`: {rows['total']:,} (by source: "
+                f"{', '.join(f'{k} {v:,}' for k, v in sorted(rows['by_source'].items())) or 'none'}); events "
+                f"accepted with a 2xx, warm-ups and preflights included: {accepted_total:,} (batch "
+                f"{self.accepted['batch']:,}, single {self.accepted['single']:,}): **{match}**"
+                + (f"; {self.unknown_outcome} request(s) had no answer (timeout/connection error) and may or "
+                   "may not have been stored" if self.unknown_outcome else "")
+                + f". Recipients created: {rows['recipients']:,}.")
+        if copy:
+            lines.append(
+                f"- Physical limit: `COPY` of {copy['rows']:,} event-shaped rows (same columns, JSON "
+                "properties/context, unique message_id) into "
+                "`bench_copy (LIKE events_event INCLUDING ALL)`, "
+                f"{copy['indexes']} indexes, one transaction: {copy['seconds']:.2f} s = "
+                f"**{copy['rows_per_s']:,.0f} rows/s**.")
+            for scenario in ("batch", "single"):
+                steps = [s for s in self.steps if s["scenario"] == scenario]
+                if steps:
+                    best = max(steps, key=lambda s: s["achieved_eps"])
+                    lines.append(
+                        f"- HTTP/COPY ratio, {scenario}: best achieved {best['achieved_eps']:,.0f} events/s "
+                        f"(at {best['rate']:g} req/s offered, p99 {best['p99']:.1f} ms) = "
+                        f"{100 * best['achieved_eps'] / copy['rows_per_s']:.1f} % of COPY.")
+        elif "batch" in a.scenarios or "single" in a.scenarios:
+            lines.append("- COPY baseline: not run.")
+        if queue_note:
+            lines.append(f"- Celery: {queue_note}.")
+        for note in self.notes:
+            lines.append(f"- {note}")
+        lines += [
+            "",
+            "Columns: *achieved* counts successful responses to measured requests over the measured "
+            "window (or until the last of them completed, if later); latency runs from the scheduled send "
+            "time to the last response byte; *gen lag* is how late the generator sent relative to the "
+            "schedule (it is included in latency; large values mean the generator, not the server, was "
+            "short of CPU); CPU is per process group from /proc during the measured window, in % of one "
+            "core. Errors are non-2xx answers, bodies without `success: true` (batch), timeouts and "
+            "connection failures.",
+            "",
+        ]
+        return "\n".join(lines)
+
+    # ---- main --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        started = time.monotonic()
+        self.setup_database()
+        self.queue_before = self.queue_length()
+        self.start_gunicorn()
+        try:
+            self.run_scenarios()
+            rows = self.count_rows() if {"batch", "single"} & set(self.args.scenarios) else None
+        finally:
+            self.stop_gunicorn()
+        queue_note = self.clean_queue() if {"batch", "single"} & set(self.args.scenarios) else ""
+        copy = None
+        if not self.args.no_copy and rows is not None:
+            n = self.args.copy_rows or sum(self.accepted.values()) or 100_000
+            copy = self.copy_baseline(n)
+        if rows is not None and rows["total"] != sum(self.accepted.values()):
+            self.notes.append("Row count mismatch: see the row check above.")
+        text = self.report(rows, copy, queue_note, time.monotonic() - started)
+        print(text)
+        RESULTS.mkdir(exist_ok=True)
+        out = Path(self.args.output)
+        out.write_text(text)
+        log(f"report written to {out}")
+
+    def cleanup(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+        self.stop_gunicorn()
+
+
+def rates(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="about one minute: fewer rates (batch 50,100; single 500,1000), 5 s steps")
+    p.add_argument("--scenarios", default="batch,single",
+                   help="comma-separated from batch, single, healthz (the framework floor)")
+    p.add_argument("--batch-rates", type=rates, default=None, help="req/s steps (default 25,50,100,150)")
+    p.add_argument("--single-rates", type=rates, default=None, help="req/s steps (default 250,500,1000)")
+    p.add_argument("--healthz-rates", type=rates, default=None, help="req/s steps (default 500,1000)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="measured seconds per step (default 12; quick 5)")
+    p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per step (default 3; quick 2)")
+    p.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
+    p.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    p.add_argument("--threads", type=int, default=4, help="threads per worker (gthread only)")
+    p.add_argument("--gen-procs", type=int, default=1, help="load-generator processes")
+    p.add_argument("--max-conns", type=int, default=256, help="connection cap per generator process")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="deadline per request, from its scheduled time")
+    p.add_argument("--recipients", type=int, default=10_000, help="distinct recipient ids")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--no-stop-on-saturation", dest="stop_on_saturation", action="store_false",
+                   help="run every rate even after one saturated the server")
+    p.add_argument("--no-copy", action="store_true", help="skip the COPY baseline")
+    p.add_argument("--copy-rows", type=int, default=0,
+                   help="rows for the COPY baseline (default: the events accepted)")
+    p.add_argument("--keep-queue", action="store_true", help="leave the enqueued Celery tasks in Redis")
+    p.add_argument("--db-name", default="signalbox_bench", help="database dropped and recreated for the run")
+    p.add_argument("--redis-url", default=REDIS_URL)
+    p.add_argument("--port", type=int, default=0, help="gunicorn port (default: a free one)")
+    p.add_argument("--output", default=str(RESULTS / "ingest-latest.md"))
+    args = p.parse_args(argv)
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    for s in args.scenarios:
+        if s not in SCENARIOS:
+            p.error(f"unknown scenario {s}")
+    quick = args.quick
+    args.batch_rates = args.batch_rates or ([50, 100] if quick else [25, 50, 100, 150])
+    args.single_rates = args.single_rates or ([500, 1000] if quick else [250, 500, 1000])
+    args.healthz_rates = args.healthz_rates or ([1000] if quick else [500, 1000])
+    args.duration = args.duration or (5.0 if quick else 12.0)
+    args.warmup = args.warmup if args.warmup is not None else (2.0 if quick else 3.0)
+    if not 1 <= args.gen_procs <= 8:
+        p.error("--gen-procs must be 1..8")
+    all_rates = args.batch_rates + args.single_rates + args.healthz_rates
+    if args.duration > 120 or any(r > 5000 for r in all_rates):
+        p.error("steps are bounded: duration <= 120 s and rates <= 5000 req/s")
+    return args
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--loadgen"]:
+        loadgen_main()
+        return
+    bench = Bench(parse_args(sys.argv[1:]))
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        bench.run()
+    finally:
+        bench.cleanup()
+
+
+if __name__ == "__main__":
+    main()
