@@ -37,6 +37,7 @@ import random
 import resource
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import string
@@ -118,11 +119,12 @@ def build_requests(spec: dict) -> tuple[list[bytes], int, bool]:
         size = spec["batch_size"]
         stamp = iso_now(-1.0)
         sent_at_len = len(iso_now()) + len(SENT_AT_SUFFIX)
+        prime = spec.get("prime", False)
         for i in range(n):
             items = [{
                 "type": "track",
                 "event": "Order Completed",
-                "userId": f"bench-user-{rnd.randrange(pool)}",
+                "userId": f"bench-user-{(i * size + j) % pool if prime else rnd.randrange(pool)}",
                 "messageId": str(uuid.uuid4()),
                 "timestamp": stamp,
                 "properties": {"order_id": f"ord-{tag}-{i}-{j}", "total": 42.5},
@@ -220,8 +222,6 @@ async def run_load(spec: dict, requests: list[bytes], per_request_events: int, s
         try:
             async with asyncio.timeout_at(sched + timeout):
                 async with sem:
-                    if measured:
-                        st["lag"].append(loop.time() - sched)
                     status, body = await exchange(req)
         except TimeoutError:
             error("timeout")
@@ -257,6 +257,8 @@ async def run_load(spec: dict, requests: list[bytes], per_request_events: int, s
         delay = sched - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
+        if sched >= warm_end:
+            st["lag"].append(loop.time() - sched)
         task = loop.create_task(one(sched, req))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -353,6 +355,66 @@ def cpu_delta(before: dict, after: dict) -> dict:
 # =============================================================================================
 
 
+PROFILE_BUCKETS = [  # (label, substring of a frame's file) -- inclusive share of samples
+    ("psycopg: queries and waits on PostgreSQL", "/psycopg/"),
+    ("Django ORM: building SQL, model instances", "/django/db/models/"),
+    ("Celery/kombu: publishing the task to Redis", "/kombu/"),
+    ("redis-py (cache, broker)", "/redis/"),
+    ("json encode/decode", "/json/"),
+    ("Django request/response and middleware", "/django/core/handlers/"),
+    ("Django REST framework", "/rest_framework/"),
+    ("gunicorn (socket, parsing)", "/gunicorn/"),
+]
+
+
+def profile_summary(path: Path, top: int = 12) -> list[str]:
+    """Markdown lines from py-spy's raw (collapsed) output: buckets, hot project code, hot leaves."""
+    stacks = []
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks.append((stack.split(";"), int(count)))
+    total = sum(c for _, c in stacks)
+    if not total:
+        return ["(no samples)"]
+
+    def frame_file(frame: str) -> str:
+        return frame[frame.rfind("(") + 1:].rsplit(":", 1)[0] if frame.endswith(")") else ""
+
+    def short(frame: str) -> str:
+        func, _, loc = frame.partition(" (")
+        loc = loc.rstrip(")").rsplit(":", 1)[0]
+        for marker in ("/site-packages/", f"{ROOT}/", "/lib/python3.11/"):
+            loc = loc.split(marker, 1)[-1]
+        return f"{func} ({loc})"
+
+    buckets, project, leaves = {}, {}, {}
+    for frames, count in stacks:
+        files = [frame_file(f) for f in frames]
+        for label, needle in PROFILE_BUCKETS:
+            if any(needle in f for f in files):
+                buckets[label] = buckets.get(label, 0) + count
+        seen = set()
+        for frame, file in zip(frames, files, strict=True):
+            if f"{ROOT}/apps/" in file and frame not in seen:
+                seen.add(frame)
+                project[short(frame)] = project.get(short(frame), 0) + count
+        leaves[short(frames[-1])] = leaves.get(short(frames[-1]), 0) + count
+
+    def pct(n: int) -> str:
+        return f"{100 * n / total:.0f} %"
+
+    out = [f"{total:,} samples of non-idle gunicorn threads at 100 Hz (waits on PostgreSQL and Redis "
+           "sockets included).", "",
+           "| where (inclusive) | share |", "|---|---:|"]
+    out += [f"| {label} | {pct(n)} |" for label, n in sorted(buckets.items(), key=lambda x: -x[1])]
+    out += ["", "| project function (inclusive) | share |", "|---|---:|"]
+    out += [f"| `{name}` | {pct(n)} |" for name, n in sorted(project.items(), key=lambda x: -x[1])[:top]]
+    out += ["", "| hottest leaf frames (self) | share |", "|---|---:|"]
+    out += [f"| `{name}` | {pct(n)} |" for name, n in sorted(leaves.items(), key=lambda x: -x[1])[:top]]
+    return out
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -391,6 +453,10 @@ class Bench:
         self.accepted = {"batch": 0, "single": 0}  # events the server accepted (incl. warm-up)
         self.unknown_outcome = 0
         self.children: list[subprocess.Popen] = []
+        self.step_counter = 0
+        self.analyze_seconds = 0.0
+        self.profiles: list[tuple[str, float, Path]] = []
+        self.primed = ""
         self.seed = random.SystemRandom().randrange(1 << 30)
 
     # ---- database, Django, gunicorn ----------------------------------------------------------
@@ -514,17 +580,23 @@ class Bench:
 
     # ---- load steps --------------------------------------------------------------------------
 
-    def run_step(self, scenario: str, rate: float, duration: float, warmup: float) -> dict:
+    def run_step(self, scenario: str, rate: float, duration: float, warmup: float,
+                 prime: bool = False) -> dict:
+        """One arrival rate. `prime`: one pass of batches naming every recipient once, unreported."""
         a = self.args
-        procs = max(1, min(a.gen_procs, int(rate)))
+        procs = 1 if prime else max(1, min(a.gen_procs, int(rate)))
+        self.step_counter += 1
         specs = []
         for k in range(procs):
             n = int(round((warmup + duration) * rate / procs))
-            specs.append({
+            if prime:
+                n = math.ceil(a.recipients / a.batch_size)
+                duration, warmup = n / rate, 0.0
+            specs.append({"prime": prime,
                 "scenario": scenario, "port": self.port, "rate": rate / procs, "phase": k / rate,
                 "warmup": warmup, "n_requests": n, "timeout": a.timeout, "max_conns": a.max_conns,
                 "expect": SCENARIOS[scenario]["expect"], "recipients": a.recipients,
-                "batch_size": a.batch_size, "seed": self.seed + len(self.steps) * 1000 + k,
+                "batch_size": a.batch_size, "seed": self.seed + self.step_counter * 1000 + k,
                 "write_key": self.keys.get("write_key", ""), "secret_key": self.keys.get("secret_key", ""),
             })
         children = []
@@ -546,8 +618,11 @@ class Bench:
         gpid = self.gunicorn.pid if self.gunicorn else None
         time.sleep(max(0.0, start_wall + warmup - time.time()))
         cpu_before = cpu_snapshot(gpid, pids)
+        profiler = None if prime else self.start_profiler(scenario, rate, duration)
         time.sleep(max(0.0, start_wall + warmup + duration - time.time()))
         cpu = cpu_delta(cpu_before, cpu_snapshot(gpid, pids))
+        if profiler:
+            profiler.wait(timeout=60)
         results = []
         for child in children:
             out, _ = child.communicate(timeout=a.timeout + 60)
@@ -555,9 +630,23 @@ class Bench:
                 sys.exit(f"load generator exited with {child.returncode}")
             results.append(json.loads(out.strip().splitlines()[-1]))
             self.children.remove(child)
-        return self.summarise(scenario, rate, duration, results, cpu)
+        return self.summarise(scenario, rate, duration, results, cpu, record=not prime)
 
-    def summarise(self, scenario: str, rate: float, duration: float, results: list[dict], cpu: dict) -> dict:
+    def start_profiler(self, scenario: str, rate: float, duration: float) -> subprocess.Popen | None:
+        """py-spy on gunicorn and its workers for the measured window (--profile only)."""
+        if not self.args.profile:
+            return None
+        out_dir = Path(self.args.profile_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out = out_dir / f"{scenario}-{rate:g}.txt"
+        self.profiles.append((scenario, rate, out))
+        cmd = [self.args.py_spy, "record", "--pid", str(self.gunicorn.pid), "--subprocesses",
+               "--nonblocking", "--full-filenames", "--rate", "100", "--duration", str(max(1, int(duration))),
+               "--format", "raw", "--output", str(out)]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def summarise(self, scenario: str, rate: float, duration: float, results: list[dict], cpu: dict,
+                  record: bool = True) -> dict:
         lat = sorted(x for r in results for x in r["lat"])
         lag = sorted(x for r in results for x in r["lag"])
         statuses: dict[str, int] = {}
@@ -590,6 +679,10 @@ class Bench:
             "conns": sum(r["conns_opened"] for r in results), "retries": sum(r["retries"] for r in results),
             "gen_cpu_s": sum(r["cpu_s"] for r in results), "cpu": cpu, "gen_procs": len(results),
         }
+        if not record:
+            log(f"primed {self.args.recipients:,} recipients with {measured} batches "
+                f"({ok_events_total:,} events accepted)")
+            return step
         self.steps.append(step)
         errs = ", ".join(f"{k}: {v}" for k, v in errors.items()) or "none"
         log(f"{scenario} @ {rate:g} req/s: {step['achieved_rps']:.1f} req/s ok, "
@@ -599,6 +692,30 @@ class Bench:
         if step["error_sample"]:
             log(f"  first error: {step['error_sample'][:200]}")
         return step
+
+    def prime(self) -> None:
+        """Create every bench recipient through /v1/batch first, so measured steps see the steady
+        state (recipients known) rather than first-sight inserts."""
+        self.primed = "skipped"
+        if self.preflight("batch") is not None:
+            return
+        rate = min(25.0, self.args.batch_rates[0])
+        step = self.run_step("batch", rate, 0, 0, prime=True)
+        self.analyze()
+        self.primed = (f"before the first step, {step['ok']} batches at {rate:g} req/s named each of the "
+                       f"{self.args.recipients:,} recipients once (those events are in the row check)")
+        time.sleep(1.0)
+
+    def analyze(self) -> None:
+        """ANALYZE between steps, as autovacuum would. This server may run with autovacuum off, and
+        a never-analysed table leaves the planner guessing (e.g. a tenant-wide scan for a lookup
+        by message_id). --no-analyze measures that case."""
+        if not self.args.analyze:
+            return
+        started = time.perf_counter()
+        with self.pg(self.args.db_name) as conn:
+            conn.execute("ANALYZE")
+        self.analyze_seconds += time.perf_counter() - started
 
     def saturated(self, step: dict) -> bool:
         spec = SCENARIOS[step["scenario"]]
@@ -614,8 +731,11 @@ class Bench:
                 self.notes.append(f"{SCENARIOS[scenario]['title']}: skipped, {reason}")
                 log(f"skipping {scenario}: {reason}")
                 continue
+            if scenario in ("batch", "single") and a.prime and not self.primed:
+                self.prime()
             rates = {"batch": a.batch_rates, "single": a.single_rates, "healthz": a.healthz_rates}[scenario]
             for i, rate in enumerate(rates):
+                self.analyze()
                 step = self.run_step(scenario, rate, a.duration, a.warmup)
                 if a.stop_on_saturation and self.saturated(step) and i + 1 < len(rates):
                     skipped = ", ".join(f"{r:g}" for r in rates[i + 1:])
@@ -786,6 +906,7 @@ class Bench:
             "",
             f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; run took {elapsed:.0f} s",
             f"- Machine: nproc {m['nproc']} ({m['cpu']}), memory {m['mem_gib']} GiB (`free -g` total), "
+            f"CPU already in use before the run {self.idle_cpu:.0f} %, "
             f"Python {m['python']}, PostgreSQL {m['pg']} (synchronous_commit={m['sync_commit']}), Redis on "
             "loopback; load generator, gunicorn, PostgreSQL and Redis share the same cores",
             f"- Command: `{cmd}`",
@@ -815,13 +936,11 @@ class Bench:
                 f"| {s['p99']:.1f} | {s['max']:.1f} | {err} | {s['lag_p99']:.1f} | "
                 f"{c['gunicorn']:.0f} / {c['postgres']:.0f} / {c['redis']:.0f} / {c['loadgen']:.0f} / "
                 f"{c['other']:.0f} (= {c['machine']:.0f}) |")
-        lines.append("")
-        lines.append("## Targets")
-        lines.append("")
-        for scenario in ("batch", "single"):
+        ingest = [s for s in ("batch", "single") if s in a.scenarios]
+        if ingest:
+            lines += ["", "## Targets", ""]
+        for scenario in ingest:
             spec = SCENARIOS[scenario]
-            if scenario not in a.scenarios:
-                continue
             per_req = a.batch_size if scenario == "batch" else 1
             target_eps = spec["target_rate"] * per_req
             steps = [s for s in self.steps if s["scenario"] == scenario]
@@ -839,8 +958,10 @@ class Bench:
                          f"{spec['target_p99_ms']:g} ms: **{verdict}**; {best_txt}.")
         lines += ["", "## Checks and baseline", ""]
         accepted_total = sum(self.accepted.values())
-        if rows is None:
+        if rows is None and ingest:
             lines.append("- Row check: table `events_event` does not exist.")
+        elif rows is None:
+            lines.append("- Row check and COPY baseline: not run (no ingest scenario).")
         else:
             match = "matches" if rows["total"] == accepted_total else "DOES NOT match"
             lines.append(
@@ -872,6 +993,20 @@ class Bench:
             lines.append(f"- Celery: {queue_note}.")
         for note in self.notes:
             lines.append(f"- {note}")
+        if self.primed and self.primed != "skipped":
+            lines.append(f"- Recipients: {self.primed}.")
+        with self.pg() as conn:
+            autovacuum = conn.execute("SHOW autovacuum").fetchone()[0]
+        if self.args.analyze:
+            lines.append(f"- Statistics: `ANALYZE` ran before each step ({self.analyze_seconds:.1f} s in "
+                         f"all, not measured), standing in for autovacuum (`autovacuum = {autovacuum}` "
+                         "here).")
+        else:
+            lines.append(f"- Statistics: no `ANALYZE` (--no-analyze); `autovacuum = {autovacuum}` here.")
+        for scenario, rate, path in self.profiles:
+            if path.exists():
+                lines += ["", f"## Profile: {scenario} at {rate:g} req/s (py-spy, gunicorn workers)", ""]
+                lines += profile_summary(path)
         lines += [
             "",
             "Columns: *achieved* counts successful responses to measured requests over the measured "
@@ -887,8 +1022,18 @@ class Bench:
 
     # ---- main --------------------------------------------------------------------------------
 
+    def background_cpu(self) -> float:
+        """Machine CPU use (of nproc x 100 %) over one second before the benchmark starts."""
+        before = cpu_snapshot(None, [])
+        time.sleep(1.0)
+        return cpu_delta(before, cpu_snapshot(None, []))["machine"]
+
     def run(self) -> None:
         started = time.monotonic()
+        self.idle_cpu = self.background_cpu()
+        if self.idle_cpu > 20:
+            log(f"warning: the machine is already busy ({self.idle_cpu:.0f} % CPU before the benchmark); "
+                "figures will be low and noisy (see the `other` CPU column)")
         self.setup_database()
         self.queue_before = self.queue_length()
         self.start_gunicorn()
@@ -954,6 +1099,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--redis-url", default=REDIS_URL)
     p.add_argument("--port", type=int, default=0, help="gunicorn port (default: a free one)")
     p.add_argument("--output", default=str(RESULTS / "ingest-latest.md"))
+    p.add_argument("--no-analyze", dest="analyze", action="store_false",
+                   help="do not ANALYZE the database before each step (as autovacuum would)")
+    p.add_argument("--no-prime", dest="prime", action="store_false",
+                   help="do not create the recipients through /v1/batch before the first step")
+    p.add_argument("--profile", action="store_true",
+                   help="record every measured step with py-spy (pip install --target /tmp/pyspy py-spy)")
+    p.add_argument("--profile-dir", default=str(Path(tempfile.gettempdir()) / "signalbox-bench-profiles"))
+    tmp = Path(tempfile.gettempdir())
+    p.add_argument("--py-spy", default=shutil.which("py-spy") or str(tmp / "pyspy" / "bin" / "py-spy"))
     args = p.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for s in args.scenarios:
@@ -965,6 +1119,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.healthz_rates = args.healthz_rates or ([1000] if quick else [500, 1000])
     args.duration = args.duration or (5.0 if quick else 12.0)
     args.warmup = args.warmup if args.warmup is not None else (2.0 if quick else 3.0)
+    if args.profile and not Path(args.py_spy).exists():
+        p.error(f"--profile needs py-spy ({args.py_spy} not found)")
     if not 1 <= args.gen_procs <= 8:
         p.error("--gen-procs must be 1..8")
     all_rates = args.batch_rates + args.single_rates + args.healthz_rates

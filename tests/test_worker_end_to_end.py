@@ -33,3 +33,31 @@ def test_worker_runs_the_tick_on_committed_rows_with_the_moved_clock(celery_work
     assert datetime.fromisoformat(last_tick) - timezone.now() > timedelta(days=2)
     # And it wrote to the test database: the tick job recorded the key's use.
     assert wait_for(lambda: ApiKey.objects.get(pk=api_key.pk).last_used_at, timeout=10)
+
+
+def test_an_accepted_event_is_processed_by_the_worker(celery_worker):
+    from rest_framework.test import APIClient
+
+    from apps.events.models import Event
+    from apps.events.tests.factories import api_key_for
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(TenantFactory())}")
+    response = client.post("/api/v1/events", {"name": "signed_up", "recipient": "u1"}, format="json")
+    assert response.status_code == 202
+    event_id = response.json()["id"]
+    assert wait_for(lambda: Event.objects.get(pk=event_id).processed_at, timeout=30,
+                    message="the worker to process the event")
+
+
+def test_an_event_whose_task_was_lost_is_picked_up_by_the_sweeper(celery_worker, clock_travel):
+    from apps.core.services import tick as run_tick
+    from apps.events.tests.factories import EventFactory
+
+    lost = EventFactory(received_at=timezone.now())  # stored, but its task never published
+    clock_travel(seconds=120)
+    with transaction.atomic():
+        run_tick()
+    lost.refresh_from_db()
+    assert wait_for(lambda: type(lost).objects.get(pk=lost.pk).processed_at, timeout=30,
+                    message="the re-enqueued event to be processed")

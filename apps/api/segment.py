@@ -35,7 +35,7 @@ def segment_view(request, kind: str | None = None):
     if int(request.META.get("CONTENT_LENGTH") or 0) > limit or len(request.body) > limit:
         return _too_large(limit_name, limit, "body" if kind else "batch")
     try:
-        payload = json.loads(request.body)
+        payload = parsing.json_loads(request.body)
     except (ValueError, UnicodeDecodeError) as exc:
         return error_json(400, "malformed_json", f"The body is not valid JSON ({exc}).")
     if not isinstance(payload, dict):

@@ -29,6 +29,9 @@ class TenantAPIView(APIView):
         # Keep the raw body before DRF parses it: Idempotency-Key compares request bodies.
         self.raw_body = request._request.body
         super().initial(request, *args, **kwargs)
+        for name, value in [*kwargs.items(), *request.query_params.items()]:
+            if "\x00" in str(value):  # PostgreSQL cannot compare or store NUL characters
+                raise InvalidInput.field(name, "NUL characters are not accepted.")
         self.tenant = self._resolve_tenant(request)
 
     def _resolve_tenant(self, request) -> Tenant:

@@ -3,6 +3,7 @@
 Used where DRF serializers would cost too much per item (batches of up to 1,000 events).
 """
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -54,3 +55,13 @@ def timestamp(data: dict, name: str, prefix: str = "") -> datetime | None:
     if parsed.tzinfo is None:
         raise InvalidInput.field(path_of(prefix, name), "Must include a UTC offset or Z.")
     return parsed
+
+
+def json_loads(raw: bytes):
+    """json.loads that refuses NUL characters, which PostgreSQL cannot store in text or jsonb.
+
+    A NUL can only appear in valid JSON as the escape \\u0000, so looking for it is cheap.
+    """
+    if b"\\u0000" in raw:
+        raise ValueError("NUL characters (\\u0000) are not accepted")
+    return json.loads(raw)

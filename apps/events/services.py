@@ -95,6 +95,8 @@ def events_process(*, event_ids: list[int]) -> int:
             Event.objects.select_for_update(skip_locked=True)
             .filter(id__in=event_ids, processed_at__isnull=True).order_by("id")
         )
+        if not events:
+            return 0
         for consumer in consumers:
             consumer(events=events)
         Event.objects.filter(id__in=[e.pk for e in events]).update(processed_at=clock.now())

@@ -1,6 +1,7 @@
 """Writes for tenants, memberships and API keys."""
 
 import hmac
+import re
 import secrets
 import string
 import time
@@ -18,6 +19,7 @@ from apps.tenants.models import ApiKey, Membership, Role, Tenant
 _ALPHABET = string.ascii_letters + string.digits
 _KIND_CODES = {ApiKey.Kind.SECRET: "sk", ApiKey.Kind.WRITE: "wk"}
 _MISS_CACHE_SECONDS = 30
+TOKEN_RE = re.compile(r"^sb_(sk|wk)_(live|test)_[A-Za-z0-9]{8}_[A-Za-z0-9]{16,64}$")
 # Per process: when each key's use was last written to the cache (at most once a minute).
 _usage_noted_at: dict[str, float] = {}
 
@@ -90,10 +92,9 @@ def api_key_authenticate(*, token: str) -> ApiKeyIdentity | None:
 
     One cache read per request in the common case; the hash is one SHA-256.
     """
-    parts = token.split("_")
-    if len(parts) != 5 or parts[0] != "sb":
+    if not TOKEN_RE.match(token):
         return None
-    prefix, secret = "_".join(parts[:4]), parts[4]
+    prefix, _, secret = token.rpartition("_")
     entry = cache.get(_cache_key(prefix)) or _lookup(prefix)
     if entry.get("missing") or entry["revoked"]:
         return None

@@ -127,3 +127,17 @@ def test_malformed_bodies_get_their_4xx(api, case, raw, headers, status, error_t
     assert response.status_code == status
     assert response.json()["error"]["type"] == error_type
     assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("url,body", [
+    ("/api/v1/events", b'{"name": "x\\u0000", "recipient": "u"}'),
+    ("/api/v1/events", b'{"name": "x", "recipient": "u", "properties": {"a\\u0000": 1}}'),
+])
+def test_nul_characters_are_refused_not_a_500(api, url, body):
+    response = post(api, url, body)
+    assert response.status_code == 400 and response.json()["error"]["type"] == "malformed_json"
+
+
+def test_nul_in_the_path_or_query_is_refused(api):
+    assert api.get("/api/v1/recipients/a%00b").status_code == 400
+    assert api.get("/api/v1/recipients/ab?tenant=x%00").status_code == 400

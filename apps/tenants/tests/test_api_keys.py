@@ -106,3 +106,10 @@ def test_admin_revoke_action(client, django_capture_on_commit_callbacks):
                                {"action": "revoke", "_selected_action": [api_key.pk]})
     assert response.status_code == 302
     assert services.api_key_authenticate(token=token) is None
+
+
+@pytest.mark.parametrize("token", ["sb_sk_live_abc\x00defg_" + "a" * 32, "sb_sk_live_abcdefgh_" + "a" * 200,
+                                   "sb_xx_live_abcdefgh_" + "a" * 32, "sb_sk_live_abcdefgh_" + "ä" * 32])
+def test_tokens_of_the_wrong_shape_never_reach_the_database(token, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert services.api_key_authenticate(token=token) is None

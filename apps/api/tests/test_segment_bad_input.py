@@ -1,0 +1,88 @@
+"""Every bad Segment request gets its documented 4xx and writes nothing."""
+
+import base64
+import gzip
+import json
+
+import pytest
+from django.test import Client
+
+from apps.events.models import Event
+from apps.events.tests.factories import api_key_for
+from apps.recipients.models import Recipient
+from apps.tenants.models import ApiKey
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def write_key(tenant):
+    return api_key_for(tenant, kind=ApiKey.Kind.WRITE)
+
+
+def send(write_key, body, url="/v1/batch", *, auth=True, **headers):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    if auth:
+        headers["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+    content_type = headers.pop("content_type", "application/json")
+    return Client().generic("POST", url, raw, content_type=content_type, **headers)
+
+
+TRACK = {"type": "track", "event": "Signed Up", "userId": "u1"}
+BIG = "x" * (33 * 1024)
+
+
+@pytest.mark.parametrize("case,body,kwargs,status,field", [
+    ("missing event", {"batch": [{"type": "track", "userId": "u1"}]}, {}, 400, "batch[0].event"),
+    ("wrong type of event", {"batch": [{**TRACK, "event": {"a": 1}}]}, {}, 400, "batch[0].event"),
+    ("no user", {"batch": [{"type": "track", "event": "x"}]}, {}, 400, "batch[0].userId"),
+    ("unknown type", {"batch": [{**TRACK, "type": "shout"}]}, {}, 400, "batch[0].type"),
+    ("properties not an object", {"batch": [{**TRACK, "properties": "x"}]}, {}, 400,
+     "batch[0].properties"),
+    ("batch not a list", {"batch": {"a": 1}}, {}, 400, "batch"),
+    ("oversize event in a batch", {"batch": [{**TRACK, "properties": {"blob": BIG}}]}, {}, 400, "batch[0]"),
+    ("oversize batch", {"batch": [{**TRACK, "properties": {"blob": "x" * 30_000}}] * 18}, {}, 400, "batch"),
+    ("oversize single call", {**TRACK, "properties": {"blob": BIG}}, {"url": "/v1/track"}, 400, "body"),
+    ("alias without previousId", {"userId": "u1"}, {"url": "/v1/alias"}, 400, "previousId"),
+    ("bad timestamp", {"batch": [{**TRACK, "timestamp": "soon"}]}, {}, 400, "batch[0].timestamp"),
+])
+def test_invalid_calls_name_the_field(write_key, case, body, kwargs, status, field):
+    response = send(write_key, body, **kwargs)
+    assert response.status_code == status, response.content
+    assert field in response.json()["error"]["fields"], response.json()
+    assert not Event.objects.exists() and not Recipient.objects.exists()
+
+
+@pytest.mark.parametrize("case,raw,kwargs,status,error_type", [
+    ("malformed json", b'{"batch": [', {}, 400, "malformed_json"),
+    ("not utf-8", b'{"batch": "\xff"}', {}, 400, "malformed_json"),
+    ("invalid gzip", b"definitely not gzip", {"HTTP_CONTENT_ENCODING": "gzip"}, 400, "invalid_gzip"),
+    ("wrong content type", b"batch=1", {"content_type": "application/x-www-form-urlencoded"}, 415,
+     "unsupported_media_type"),
+    ("no write key", json.dumps({"batch": [TRACK]}).encode(), {"auth": False}, 401, "not_authenticated"),
+])
+def test_malformed_requests_get_their_4xx(write_key, case, raw, kwargs, status, error_type):
+    response = send(write_key, raw, **kwargs)
+    assert response.status_code == status
+    assert response.json()["error"]["type"] == error_type
+    assert not Event.objects.exists()
+
+
+def test_a_revoked_or_unknown_write_key_is_401(tenant):
+    response = send("sb_wk_live_unknown0_secret", {"batch": [TRACK]})
+    assert response.status_code == 401 and not Event.objects.exists()
+
+
+def test_valid_items_are_kept_and_unknown_fields_ignored(write_key, tenant):
+    response = send(write_key, {"batch": [TRACK, {"type": "track"}, {**TRACK, "event": "B", "extra": 1}],
+                                "someFutureField": True})
+    assert response.status_code == 200
+    assert [r["index"] for r in response.json()["rejected"]] == [1]
+    assert sorted(Event.objects.values_list("name", flat=True)) == ["B", "Signed Up"]
+
+
+def test_write_key_in_the_body_and_gzip(write_key, tenant):
+    body = gzip.compress(json.dumps({"batch": [TRACK], "writeKey": write_key}).encode())
+    response = send(write_key, body, auth=False, HTTP_CONTENT_ENCODING="gzip")
+    assert response.status_code == 200
+    assert Event.objects.get().recipient.external_id == "u1"
