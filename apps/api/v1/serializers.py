@@ -4,13 +4,15 @@
 from rest_framework import serializers
 
 
-class ErrorSerializer(serializers.Serializer):
-    class Detail(serializers.Serializer):
-        type = serializers.CharField()
-        message = serializers.CharField()
-        fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+class ErrorDetailSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+                                   help_text="JSON path of each input at fault → messages")
 
-    error = Detail()
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
 
 
 class ProfileSerializer(serializers.Serializer):
@@ -58,12 +60,13 @@ class EventAcceptedSerializer(serializers.Serializer):
     id = serializers.IntegerField()
 
 
-class BatchResultSerializer(serializers.Serializer):
-    class Item(serializers.Serializer):
-        index = serializers.IntegerField()
-        id = serializers.IntegerField(required=False)
-        error = ErrorSerializer.Detail(required=False)
+class BatchItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    id = serializers.IntegerField(required=False, help_text="The stored event's id")
+    error = ErrorDetailSerializer(required=False, help_text="Why this item was rejected")
 
+
+class BatchResultSerializer(serializers.Serializer):
     accepted = serializers.IntegerField()
     rejected = serializers.IntegerField()
-    results = Item(many=True)
+    results = BatchItemResultSerializer(many=True)

@@ -24,6 +24,12 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 TENANT_QUERY = OpenApiParameter("tenant", str, description="Slug of a sub-tenant to act in.")
 PROFILE_EXAMPLE = {"email": "ada@example.com", "phone": "+14155550101", "locale": "en-US",
                    "timezone": "America/New_York", "attributes": {"plan": "pro", "old_flag": None}}
+RECIPIENT_EXAMPLE = OpenApiExample("Recipient", response_only=True, status_codes=["200", "201"], value={
+    "external_id": "user-1", "email": "ada@example.com", "phone": "+14155550101", "locale": "en-US",
+    "timezone": "America/New_York", "attributes": {"plan": "pro"},
+    "created_at": "2026-11-23T10:00:00+00:00", "updated_at": "2026-11-23T10:05:00+00:00"})
+NOT_FOUND_EXAMPLE = OpenApiExample("Unknown recipient", response_only=True, status_codes=["404"], value={
+    "error": {"type": "not_found", "message": "No recipient with external_id 'nobody'.", "fields": {}}})
 EVENT_EXAMPLE = {"name": "order.completed", "recipient": "user-1",
                  "properties": {"order_id": "A-1001", "total": 42.5},
                  "timestamp": "2026-11-23T10:00:00Z"}
@@ -46,7 +52,8 @@ def _object(data) -> dict:
 
 class RecipientDetailView(TenantAPIView):
     @extend_schema(operation_id="recipient_get", summary="Read a recipient's profile",
-                   parameters=[TENANT_QUERY], responses={200: s.RecipientSerializer, **ERRORS})
+                   parameters=[TENANT_QUERY], responses={200: s.RecipientSerializer, **ERRORS},
+                   examples=[RECIPIENT_EXAMPLE, NOT_FOUND_EXAMPLE])
     def get(self, request, external_id: str):
         return Response(recipient_data(recipient_get(tenant=self.tenant, external_id=external_id)))
 
@@ -56,7 +63,10 @@ class RecipientDetailView(TenantAPIView):
                     "and an attribute set to null is removed.",
         request=s.RecipientWriteSerializer,
         responses={200: s.RecipientSerializer, 201: s.RecipientSerializer, **ERRORS},
-        examples=[OpenApiExample("Profile", value=PROFILE_EXAMPLE, request_only=True)],
+        examples=[OpenApiExample("Profile", value=PROFILE_EXAMPLE, request_only=True), RECIPIENT_EXAMPLE,
+                  OpenApiExample("Invalid", response_only=True, status_codes=["400"], value={"error": {
+                      "type": "invalid_request", "message": "Invalid profile.",
+                      "fields": {"timezone": ["Mars/Base is not an IANA time zone name."]}}})],
     )
     def put(self, request, external_id: str):
         profile = recipients.profile_validate(_object(request.data))
@@ -66,7 +76,8 @@ class RecipientDetailView(TenantAPIView):
 
     @extend_schema(operation_id="recipient_erase", summary="Erase a recipient's personal data",
                    description="Profile, aliases and events are erased; the external id is freed.",
-                   parameters=[TENANT_QUERY], responses={204: None, **ERRORS})
+                   parameters=[TENANT_QUERY], responses={204: None, **ERRORS},
+                   examples=[NOT_FOUND_EXAMPLE])
     def delete(self, request, external_id: str):
         recipients.recipient_erase(recipient=recipient_get(tenant=self.tenant, external_id=external_id))
         return Response(status=204)
