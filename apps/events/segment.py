@@ -96,14 +96,16 @@ def segment_ingest(*, tenant, calls: list[Call]) -> int:
         tenant=tenant, external_ids={c.user_id for c in calls if c.user_id})
     by_alias = recipients.aliases_resolve_many(
         tenant=tenant, aliases={c.anonymous_id for c in calls if c.anonymous_id and not c.user_id})
+    links = {}
     for call in calls:
         if call.user_id:
             call.draft.recipient_id = by_user[call.user_id]
             if call.anonymous_id:
-                recipients.recipient_link_alias(
-                    tenant=tenant, alias=call.anonymous_id, recipient_id=call.draft.recipient_id)
+                links[call.anonymous_id] = call.draft.recipient_id
         else:
             call.draft.recipient_id = by_alias[call.anonymous_id]
+    recipients.aliases_link_many(tenant=tenant, links=links)
+    for call in calls:
         if call.kind == Event.Kind.ALIAS:
             _alias(tenant, call)
     _apply_profiles(tenant, calls)

@@ -5,6 +5,7 @@ from collections.abc import Iterable, Mapping
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models.functions import Coalesce
 
 from apps.core import clock
 from apps.core.errors import InvalidInput
@@ -162,6 +163,24 @@ def aliases_resolve_many(*, tenant, aliases: Iterable[str]) -> dict[str, int]:
         )
         found |= lookup(missing)
     return found
+
+
+def aliases_link_many(*, tenant, links: Mapping[str, int]) -> None:
+    """Point each alias (alias → recipient id) at its recipient: missing links are created in
+    bulk; an alias that leads to another recipient merges that one in (the rare slow path)."""
+    if not links:
+        return
+    existing = dict(RecipientAlias.objects.filter(tenant=tenant, alias__in=links).values_list(
+        "alias", Coalesce("recipient__merged_into_id", "recipient_id")))
+    now = clock.now()
+    RecipientAlias.objects.bulk_create(
+        [RecipientAlias(tenant=tenant, alias=alias, recipient_id=rid, created_at=now, updated_at=now)
+         for alias, rid in links.items() if alias not in existing],
+        ignore_conflicts=True,
+    )
+    for alias, rid in links.items():
+        if alias in existing and existing[alias] != rid:
+            recipient_link_alias(tenant=tenant, alias=alias, recipient_id=rid)
 
 
 @transaction.atomic

@@ -86,3 +86,17 @@ def test_write_key_in_the_body_and_gzip(write_key, tenant):
     response = send(write_key, body, auth=False, HTTP_CONTENT_ENCODING="gzip")
     assert response.status_code == 200
     assert Event.objects.get().recipient.external_id == "u1"
+
+
+def test_a_batch_of_identifies_links_aliases_in_bulk(write_key, tenant):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    batch = [{"type": "identify", "userId": f"u{i}", "anonymousId": f"a{i}", "traits": {"n": i}}
+             for i in range(100)]
+    with CaptureQueriesContext(connection) as captured:
+        assert send(write_key, {"batch": batch}).status_code == 200
+    queries = [q for q in captured.captured_queries if "signalbox_cache" not in q["sql"]]
+    assert len(queries) <= 25, len(queries)
+    assert Recipient.objects.get(external_id="u7").aliases.get().alias == "a7"
+    assert Recipient.objects.get(external_id="u7").attributes == {"n": 7}
