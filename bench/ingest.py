@@ -184,7 +184,9 @@ async def run_load(spec: dict, requests: list[bytes], per_request_events: int, s
 
     async def exchange(req: bytes) -> tuple[int, bytes]:
         for attempt in (0, 1):
-            if idle:
+            while attempt == 0 and idle and idle[-1][0].at_eof():  # closed by the server while idle
+                idle.pop()[1].close()
+            if attempt == 0 and idle:
                 reader, writer = idle.pop()
                 reused = True
             else:
@@ -200,7 +202,7 @@ async def run_load(spec: dict, requests: list[bytes], per_request_events: int, s
             except (ConnectionError, asyncio.IncompleteReadError):
                 writer.close()
                 # The server closed an idle keep-alive connection as we reused it: the request
-                # never reached the application, so send it once more on a new connection.
+                # never reached the application, so send it once more, on a new connection.
                 if reused and attempt == 0:
                     st["retries"] += 1
                     continue
@@ -323,31 +325,49 @@ def _machine_busy_ticks() -> tuple[int, int]:
     return total - idle, total
 
 
-def cpu_snapshot(gunicorn_pid: int | None, loadgen_pids: list[int]) -> dict:
-    table = _proc_table()
-    groups = {"gunicorn": 0, "postgres": 0, "redis": 0, "loadgen": 0}
-    gunicorn_pids = {gunicorn_pid} if gunicorn_pid else set()
-    for pid, (comm, ppid, ticks) in table.items():
-        if pid in gunicorn_pids or (gunicorn_pid and ppid == gunicorn_pid):
-            groups["gunicorn"] += ticks
-        elif comm == "postgres":
-            groups["postgres"] += ticks
-        elif comm.startswith("redis-server"):
-            groups["redis"] += ticks
-        elif pid in loadgen_pids:
-            groups["loadgen"] += ticks
-    busy, total = _machine_busy_ticks()
-    return {"t": time.monotonic(), "groups": groups, "busy": busy, "total": total}
+class CpuMeter:
+    """CPU per process group over a window, sampled every half second so that a process exiting
+    mid-window (a PostgreSQL backend closed at CONN_MAX_AGE) loses at most one interval."""
 
+    GROUPS = ("gunicorn", "postgres", "redis", "loadgen")
 
-def cpu_delta(before: dict, after: dict) -> dict:
-    """Per group: percent of one core (the machine has nproc x 100 %)."""
-    wall = after["t"] - before["t"]
-    out = {k: 100.0 * (after["groups"][k] - before["groups"][k]) / CLK_TCK / wall for k in before["groups"]}
-    out["machine"] = 100.0 * os.cpu_count() * (after["busy"] - before["busy"]) / max(
-        1, after["total"] - before["total"])
-    out["other"] = max(0.0, out["machine"] - sum(out[k] for k in before["groups"]))
-    return out
+    def __init__(self, gunicorn_pid: int | None, loadgen_pids: list[int]):
+        self.gunicorn_pid, self.loadgen_pids = gunicorn_pid, set(loadgen_pids)
+        self.ticks = dict.fromkeys(self.GROUPS, 0)
+        self.last = self._read()
+        self.started = time.monotonic()
+        self.machine_before = _machine_busy_ticks()
+
+    def _read(self) -> dict[int, tuple[str, int]]:
+        out = {}
+        for pid, (comm, ppid, ticks) in _proc_table().items():
+            if self.gunicorn_pid and self.gunicorn_pid in (pid, ppid):
+                out[pid] = ("gunicorn", ticks)
+            elif comm == "postgres":
+                out[pid] = ("postgres", ticks)
+            elif comm.startswith("redis-server"):
+                out[pid] = ("redis", ticks)
+            elif pid in self.loadgen_pids:
+                out[pid] = ("loadgen", ticks)
+        return out
+
+    def sample(self) -> None:
+        now = self._read()
+        for pid, (group, ticks) in now.items():
+            previous = self.last.get(pid)
+            self.ticks[group] += ticks - previous[1] if previous else ticks  # new: born since
+        self.last = now
+
+    def result(self) -> dict:
+        """Per group: percent of one core (the machine has nproc x 100 %)."""
+        self.sample()
+        wall = time.monotonic() - self.started
+        out = {k: 100.0 * v / CLK_TCK / wall for k, v in self.ticks.items()}
+        busy, total = _machine_busy_ticks()
+        out["machine"] = 100.0 * os.cpu_count() * (busy - self.machine_before[0]) / max(
+            1, total - self.machine_before[1])
+        out["other"] = max(0.0, out["machine"] - sum(out[k] for k in self.GROUPS))
+        return out
 
 
 # =============================================================================================
@@ -617,10 +637,12 @@ class Bench:
         pids = [c.pid for c in children]
         gpid = self.gunicorn.pid if self.gunicorn else None
         time.sleep(max(0.0, start_wall + warmup - time.time()))
-        cpu_before = cpu_snapshot(gpid, pids)
+        meter = CpuMeter(gpid, pids)
         profiler = None if prime else self.start_profiler(scenario, rate, duration)
-        time.sleep(max(0.0, start_wall + warmup + duration - time.time()))
-        cpu = cpu_delta(cpu_before, cpu_snapshot(gpid, pids))
+        while (left := start_wall + warmup + duration - time.time()) > 0:
+            time.sleep(min(0.5, left))
+            meter.sample()
+        cpu = meter.result()
         if profiler:
             profiler.wait(timeout=60)
         results = []
@@ -931,6 +953,8 @@ class Bench:
             err = f"{s['errors']} / {s['measured']}"
             if s["error_kinds"]:
                 err += " (" + ", ".join(f"{k}: {v}" for k, v in s["error_kinds"].items()) + ")"
+            if s["retries"]:
+                err += f"; {s['retries']} resent on a fresh connection"
             lines.append(
                 f"| {s['scenario']} | {s['rate']:g} | {offered} | {eps} | {s['p50']:.1f} | {s['p95']:.1f} "
                 f"| {s['p99']:.1f} | {s['max']:.1f} | {err} | {s['lag_p99']:.1f} | "
@@ -1024,9 +1048,9 @@ class Bench:
 
     def background_cpu(self) -> float:
         """Machine CPU use (of nproc x 100 %) over one second before the benchmark starts."""
-        before = cpu_snapshot(None, [])
+        meter = CpuMeter(None, [])
         time.sleep(1.0)
-        return cpu_delta(before, cpu_snapshot(None, []))["machine"]
+        return meter.result()["machine"]
 
     def run(self) -> None:
         started = time.monotonic()
@@ -1068,8 +1092,7 @@ def rates(text: str) -> list[float]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="about one minute: fewer rates (batch 50,100; single 500,1000), 5 s steps")
     p.add_argument("--scenarios", default="batch,single",
@@ -1080,34 +1103,43 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=None,
                    help="measured seconds per step (default 12; quick 5)")
     p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per step (default 3; quick 2)")
-    p.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
-    p.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    p.add_argument("--threads", type=int, default=4, help="threads per worker (gthread only)")
-    p.add_argument("--gen-procs", type=int, default=1, help="load-generator processes")
-    p.add_argument("--max-conns", type=int, default=256, help="connection cap per generator process")
+    # Default from trying sync x3/x4/x6 and gthread 2x4/2x8/3x3/4x4 on the 2-core machine: one
+    # process per core with threads to overlap PostgreSQL/Redis waits, and keep-alive (which sync
+    # workers lack, so the generator would pay a TCP connect per request on the same cores).
+    p.add_argument("--worker-class", choices=["sync", "gthread"], default="gthread",
+                   help="gunicorn worker class (default gthread)")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    p.add_argument("--threads", type=int, default=4, help="threads per worker, gthread only (default 4)")
+    p.add_argument("--gen-procs", type=int, default=1, help="load-generator processes (default 1)")
+    p.add_argument("--max-conns", type=int, default=256,
+                   help="connection cap per generator process (default 256)")
     p.add_argument("--timeout", type=float, default=10.0,
-                   help="deadline per request, from its scheduled time")
-    p.add_argument("--recipients", type=int, default=10_000, help="distinct recipient ids")
-    p.add_argument("--batch-size", type=int, default=100)
+                   help="deadline per request in s, from its scheduled time (default 10)")
+    p.add_argument("--recipients", type=int, default=10_000, help="distinct recipient ids (default 10000)")
+    p.add_argument("--batch-size", type=int, default=100, help="events per /v1/batch request (default 100)")
     p.add_argument("--no-stop-on-saturation", dest="stop_on_saturation", action="store_false",
                    help="run every rate even after one saturated the server")
     p.add_argument("--no-copy", action="store_true", help="skip the COPY baseline")
     p.add_argument("--copy-rows", type=int, default=0,
                    help="rows for the COPY baseline (default: the events accepted)")
     p.add_argument("--keep-queue", action="store_true", help="leave the enqueued Celery tasks in Redis")
-    p.add_argument("--db-name", default="signalbox_bench", help="database dropped and recreated for the run")
-    p.add_argument("--redis-url", default=REDIS_URL)
+    p.add_argument("--db-name", default="signalbox_bench",
+                   help="database dropped and recreated (default signalbox_bench)")
+    p.add_argument("--redis-url", default=REDIS_URL, help=f"Celery broker and cache (default {REDIS_URL})")
     p.add_argument("--port", type=int, default=0, help="gunicorn port (default: a free one)")
-    p.add_argument("--output", default=str(RESULTS / "ingest-latest.md"))
+    p.add_argument("--output", default=str(RESULTS / "ingest-latest.md"),
+                   help="where the Markdown report goes (default bench/results/ingest-latest.md)")
     p.add_argument("--no-analyze", dest="analyze", action="store_false",
                    help="do not ANALYZE the database before each step (as autovacuum would)")
     p.add_argument("--no-prime", dest="prime", action="store_false",
                    help="do not create the recipients through /v1/batch before the first step")
     p.add_argument("--profile", action="store_true",
                    help="record every measured step with py-spy (pip install --target /tmp/pyspy py-spy)")
-    p.add_argument("--profile-dir", default=str(Path(tempfile.gettempdir()) / "signalbox-bench-profiles"))
+    p.add_argument("--profile-dir", default=str(Path(tempfile.gettempdir()) / "signalbox-bench-profiles"),
+                   help="where py-spy's raw stacks go (default $TMPDIR/signalbox-bench-profiles)")
     tmp = Path(tempfile.gettempdir())
-    p.add_argument("--py-spy", default=shutil.which("py-spy") or str(tmp / "pyspy" / "bin" / "py-spy"))
+    p.add_argument("--py-spy", default=shutil.which("py-spy") or str(tmp / "pyspy" / "bin" / "py-spy"),
+                   help="py-spy binary (default: on PATH, else /tmp/pyspy/bin/py-spy)")
     args = p.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for s in args.scenarios:

@@ -61,3 +61,23 @@ def test_an_event_whose_task_was_lost_is_picked_up_by_the_sweeper(celery_worker,
     lost.refresh_from_db()
     assert wait_for(lambda: type(lost).objects.get(pk=lost.pk).processed_at, timeout=30,
                     message="the re-enqueued event to be processed")
+
+
+def test_an_api_send_is_delivered_by_the_worker_through_the_log_provider(celery_worker):
+    from rest_framework.test import APIClient
+
+    from apps.delivery.models import ProviderConfig
+    from apps.events.tests.factories import api_key_for
+    from apps.messaging.models import Message
+
+    tenant = TenantFactory()
+    ProviderConfig.objects.create(tenant=tenant, name="log", channel="email", kind="log")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(tenant)}")
+    response = client.post("/api/v1/messages", {
+        "recipient": {"external_id": "u1", "email": "ada@example.com"}, "channel": "email",
+        "content": {"email": {"subject": "Hi", "text": "Hello"}}}, format="json")
+    assert response.status_code == 202
+    message_id = response.json()["messages"][0]["id"]
+    assert wait_for(lambda: Message.objects.get(pk=message_id).status == "sent", timeout=30,
+                    message="the worker to send the message")

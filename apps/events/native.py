@@ -28,7 +28,7 @@ def parse_event(raw, *, prefix: str = "") -> NativeEvent:
         "properties": lambda: parsing.obj(raw, "properties", prefix),
         "timestamp": lambda: parsing.timestamp(raw, "timestamp", prefix),
         "cancellation_key": lambda: parsing.string(raw, "cancellation_key", prefix),
-        "recipient": lambda: _recipient(raw.get("recipient"), parsing.path_of(prefix, "recipient")),
+        "recipient": lambda: parse_recipient(raw.get("recipient"), parsing.path_of(prefix, "recipient")),
     }
     for name, check in checks.items():
         try:
@@ -43,7 +43,8 @@ def parse_event(raw, *, prefix: str = "") -> NativeEvent:
     return NativeEvent(draft=draft, external_id=external_id, profile=profile)
 
 
-def _recipient(value, path: str) -> tuple[str, dict | None]:
+def parse_recipient(value, path: str) -> tuple[str, dict | None]:
+    """An external id, or an inline profile object with `external_id` (upserted)."""
     if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
         return parsing.string({"recipient": value}, "recipient", path.rpartition(".")[0]), None
     if isinstance(value, dict):

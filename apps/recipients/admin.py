@@ -20,15 +20,31 @@ class RecipientAdmin(TenantScopedAdmin):
     search_help_text = "Exact email, phone (international format) or external id."
     show_full_result_count = False
     fields = ["tenant", "external_id", "email", "phone", "locale", "timezone", "attributes",
-              "aliases", "merged_into", "erased_at", "created_at", "updated_at", "latest_events"]
+              "aliases", "merged_into", "erased_at", "created_at", "updated_at", "latest_messages",
+              "latest_events"]
     readonly_fields = ["aliases", "merged_into", "erased_at", "created_at", "updated_at",
-                       "latest_events"]
+                       "latest_messages", "latest_events"]
 
     LATEST_EVENTS = 20
 
     @admin.display(description="Aliases")
     def aliases(self, obj):
         return ", ".join(obj.aliases.values_list("alias", flat=True)) or "—"
+
+    @admin.display(description=f"Latest {LATEST_EVENTS} messages")
+    def latest_messages(self, obj):
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td><a href=\"{}\">#{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((m.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+              reverse("admin:messaging_message_change", args=[m.pk]), m.pk,
+              m.channel or "/".join(m.channels), m.category, m.status)
+             for m in obj.messages.order_by("-id")[: self.LATEST_EVENTS]),
+        )
+        if not rows:
+            return "No messages."
+        head = mark_safe(  # noqa: S308
+            "<tr><th>When</th><th>Message</th><th>Channel</th><th>Category</th><th>Status</th></tr>")
+        return format_html("<table>{}{}</table>", head, rows)
 
     @admin.display(description=f"Latest {LATEST_EVENTS} events")
     def latest_events(self, obj):

@@ -13,7 +13,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Edit content and journeys (their models come later); look up recipients for previews.
     Role.MARKETER: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event"],
     # Read recipients and messages; change nothing.
-    Role.SUPPORT: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event"],
+    Role.SUPPORT: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event",
+                   "messaging.view_message", "messaging.view_statusevent", "messaging.view_attempt"],
     # Everything in their tenants: sub-tenants, staff memberships, API keys, recipients.
     Role.TENANT_ADMIN: [
         "tenants.view_tenant", "tenants.add_tenant", "tenants.change_tenant",
@@ -23,6 +24,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "tenants.view_apikey", "tenants.add_apikey", "tenants.change_apikey",
         "recipients.view_recipient", "recipients.add_recipient", "recipients.change_recipient",
         "recipients.delete_recipient", "events.view_event",
+        "messaging.view_message", "messaging.view_statusevent", "messaging.view_attempt",
+        "delivery.view_providerconfig", "delivery.add_providerconfig",
+        "delivery.change_providerconfig", "delivery.delete_providerconfig",
     ],
 }
 

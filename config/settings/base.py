@@ -210,6 +210,7 @@ CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_ROUTES = {
     "core.*": {"queue": "scheduler"},
     "events.*": {"queue": "events"},
+    "messaging.*": {"queue": "delivery"},
 }
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
@@ -239,11 +240,24 @@ SIGNALBOX_TICK_JOBS = [
     "apps.tenants.services.api_keys_record_usage",
     "apps.events.services.events_requeue_unprocessed",
     "apps.events.idempotency.idempotency_keys_expire",
+    "apps.messaging.services.messages_release_due",
+    "apps.messaging.services.messages_rescue_stuck",
 ]
 # Services called with every batch of committed events (`events=[Event, …]`): the journey
 # engine plugs in here.
 SIGNALBOX_EVENT_CONSUMERS: list[str] = []
 # An event still unprocessed this long after it was received is re-enqueued by the tick.
 SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS = 60
+# Delivery: attempts before a message fails; exponential back-off with full jitter between them.
+SIGNALBOX_MESSAGE_MAX_ATTEMPTS = 6
+SIGNALBOX_RETRY_BASE_SECONDS = 2
+SIGNALBOX_RETRY_MAX_SECONDS = 3600
+# Back-offs up to this long are waited out by the task; longer ones by the tick.
+SIGNALBOX_SHORT_RETRY_SECONDS = 30
+# A message `sending` (or `queued` with no task) this long is re-enqueued by the tick.
+SIGNALBOX_MESSAGE_STUCK_SECONDS = read("SIGNALBOX_MESSAGE_STUCK_SECONDS", env.int, default=300)
+# Fernet keys for provider credentials, newest first (apps/core/crypto.py); empty: derived
+# from SECRET_KEY.
+SIGNALBOX_ENCRYPTION_KEYS = read("SIGNALBOX_ENCRYPTION_KEYS", env.list, default=[])
 # How long an API key lookup is cached; revocation clears the entry at once.
 SIGNALBOX_API_KEY_CACHE_SECONDS = 300

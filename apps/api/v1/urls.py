@@ -1,9 +1,12 @@
 from django.urls import path
 
-from apps.api.v1 import views
+from apps.api.v1 import messages, views
 
 urlpatterns = [
     path("recipients/<str:external_id>", views.RecipientDetailView.as_view(), name="recipient-detail"),
     path("events", views.EventCreateView.as_view(), name="event-create"),
     path("events/batch", views.EventBatchView.as_view(), name="event-batch"),
+    path("messages", messages.MessageListCreateView.as_view(), name="message-list"),
+    path("messages/<int:message_id>", messages.MessageDetailView.as_view(), name="message-detail"),
+    path("messages/<int:message_id>/cancel", messages.MessageCancelView.as_view(), name="message-cancel"),
 ]

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from apps.delivery.models import ProviderConfig
 from apps.recipients.models import Recipient
 from apps.tenants import services
 from apps.tenants.models import ApiKey, Membership, Role, Tenant
@@ -53,6 +54,12 @@ class Command(BaseCommand):
         users = {name: self._user(name, role, acme) for name, role in USERS.items()}
         secret_key = self._api_key(acme, "Demo secret key", ApiKey.Kind.SECRET)
         write_key = self._api_key(acme, "Demo write key", ApiKey.Kind.WRITE)
+        for channel in ["email", "sms", "push", "chat", "webhook"]:
+            # The log provider records what would be sent: the demo needs no external service.
+            ProviderConfig.objects.get_or_create(
+                tenant=acme, name=f"Log ({channel})",
+                defaults={"channel": channel, "kind": "log",
+                          "from_email": "hello@acme.example", "from_name": "Acme"})
         tenants = {"acme": acme, "acme-eu": acme_eu}
         for slug, profile in RECIPIENTS:
             Recipient.objects.get_or_create(

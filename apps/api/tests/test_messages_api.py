@@ -1,0 +1,108 @@
+from datetime import timedelta
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.core import clock
+from apps.delivery.models import ProviderConfig
+from apps.events.tests.factories import api_key_for
+from apps.messaging import pipeline
+from apps.messaging.models import Message
+from apps.tenants import services as tenant_services
+from apps.tenants.models import ApiKey
+
+pytestmark = pytest.mark.django_db
+
+EMAIL = {"recipient": {"external_id": "user-1", "email": "ada@example.com"}, "channel": "email",
+         "content": {"email": {"subject": "Receipt", "text": "Thanks"}}, "category": "billing"}
+
+
+@pytest.fixture(autouse=True)
+def log_provider(tenant):
+    ProviderConfig.objects.create(tenant=tenant, name="log", channel="email", kind="log")
+
+
+def send(api, body=EMAIL, **headers):
+    return api.post("/api/v1/messages", body, format="json", **headers)
+
+
+def test_send_then_read_the_timeline(api):
+    response = send(api)
+    assert response.status_code == 202
+    [accepted] = response.json()["messages"]
+    assert (accepted["recipient"], accepted["status"]) == ("user-1", "queued")
+    pipeline.message_send(message_id=accepted["id"])
+    body = api.get(f"/api/v1/messages/{accepted['id']}").json()
+    assert (body["status"], body["channel"], body["category"], body["provider"]) == (
+        "sent", "email", "billing", "log")
+    assert [e["status"] for e in body["timeline"]] == ["queued", "sending", "sent"]
+    assert body["provider_attempts"][0]["outcome"] == "accepted"
+
+
+@pytest.mark.parametrize("body,field", [
+    ({**EMAIL, "channel": "fax"}, "channel"),
+    ({k: v for k, v in EMAIL.items() if k != "channel"}, "channels"),
+    ({**EMAIL, "content": {"email": {"text": "no subject"}}}, "content.email.subject"),
+    ({**EMAIL, "channels": ["email", "sms"], "channel": None}, "content.sms"),
+    ({**EMAIL, "priority": "urgent"}, "priority"),
+    ({**EMAIL, "send_at": "tomorrow"}, "send_at"),
+    ({**EMAIL, "recipient": None}, "recipient"),
+    ({**EMAIL, "template": "welcome"}, "template"),
+])
+def test_bad_requests_name_the_field_and_create_nothing(api, body, field):
+    response = send(api, body)
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"], response.json()
+    assert not Message.objects.exists()
+
+
+def test_idempotency_key_makes_a_retry_return_the_same_message(api):
+    first = send(api, HTTP_IDEMPOTENCY_KEY="receipt-A-1")
+    second = send(api, HTTP_IDEMPOTENCY_KEY="receipt-A-1")
+    assert first.json() == second.json() and Message.objects.count() == 1
+
+
+def test_history_pages_newest_first(api):
+    ids = [send(api).json()["messages"][0]["id"] for _ in range(5)]
+    page = api.get("/api/v1/messages", {"recipient": "user-1", "limit": 2}).json()
+    assert [m["id"] for m in page["results"]] == ids[::-1][:2]
+    second = api.get(page["next"]).json()
+    assert [m["id"] for m in second["results"]] == ids[::-1][2:4]
+    assert api.get("/api/v1/messages", {"recipient": "nobody"}).status_code == 404
+    assert api.get("/api/v1/messages").status_code == 400
+
+
+def test_cancel_while_queued_then_409(api):
+    message_id = send(api).json()["messages"][0]["id"]
+    response = api.post(f"/api/v1/messages/{message_id}/cancel")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    assert pipeline.message_send(message_id=message_id) is None  # never sent
+    response = api.post(f"/api/v1/messages/{message_id}/cancel")
+    assert response.status_code == 409 and response.json()["error"]["type"] == "conflict"
+
+
+def test_future_send_at_is_scheduled(api):
+    send_at = (clock.now() + timedelta(hours=2)).isoformat()
+    body = send(api, {**EMAIL, "send_at": send_at}).json()
+    assert body["messages"][0]["status"] == "scheduled"
+
+
+def test_messages_of_another_tenant_are_404(api, charlie_api):
+    message_id = send(api).json()["messages"][0]["id"]
+    assert charlie_api.get(f"/api/v1/messages/{message_id}").status_code == 404
+    assert charlie_api.post(f"/api/v1/messages/{message_id}/cancel").status_code == 404
+    assert charlie_api.get("/api/v1/messages", {"recipient": "user-1"}).status_code == 404
+
+
+def test_a_test_mode_key_marks_messages_for_the_log_provider(tenant):
+    _, token = tenant_services.api_key_create(tenant=tenant, name="t", mode=ApiKey.Mode.TEST)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    message_id = send(client).json()["messages"][0]["id"]
+    assert Message.objects.get(pk=message_id).test_mode
+
+
+def test_a_write_key_cannot_send(tenant):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(tenant, kind=ApiKey.Kind.WRITE)}")
+    assert send(client).status_code == 401

@@ -1,0 +1,62 @@
+from django import forms
+from django.contrib import admin, messages
+
+from apps.core.admin import TenantScopedAdmin
+from apps.delivery.models import ProviderConfig
+from apps.delivery.providers.base import ProviderError
+from apps.delivery.providers.registry import PROVIDERS, provider_for
+
+
+class ProviderConfigForm(forms.ModelForm):
+    kind = forms.ChoiceField(choices=[(k, k) for k in PROVIDERS])
+    credentials = forms.JSONField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="JSON, e.g. {\"username\": \"…\", \"password\": \"…\"}. Stored encrypted and never "
+                  "shown again; leave empty to keep the current credentials.")
+
+    class Meta:
+        model = ProviderConfig
+        fields = ["tenant", "name", "channel", "kind", "position", "enabled", "from_email",
+                  "from_name", "settings"]
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, channel = cleaned.get("kind"), cleaned.get("channel")
+        if kind and channel and channel not in provider_for(ProviderConfig(kind=kind)).channels:
+            self.add_error("channel", f"A {kind} provider cannot send {channel}.")
+        credentials = cleaned.get("credentials")
+        if credentials not in (None, "") and not isinstance(credentials, dict):
+            self.add_error("credentials", "A JSON object.")
+        return cleaned
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("credentials"):
+            self.instance.set_credentials(self.cleaned_data["credentials"])
+        return super().save(commit)
+
+
+@admin.register(ProviderConfig)
+class ProviderConfigAdmin(TenantScopedAdmin):
+    form = ProviderConfigForm
+    list_display = ["name", "tenant", "channel", "kind", "position", "enabled", "credentials_set"]
+    list_filter = ["channel", "kind", "enabled"]
+    list_select_related = ["tenant"]
+    ordering = ["tenant", "channel", "position"]
+    actions = ["test_connection"]
+
+    @admin.display(description="Credentials", boolean=True)
+    def credentials_set(self, obj):
+        return bool(obj.credentials_encrypted)
+
+    def get_fields(self, request, obj=None):
+        return [*ProviderConfigForm.Meta.fields, "credentials"]
+
+    @admin.action(description="Test connection (sends nothing)")
+    def test_connection(self, request, queryset):
+        for config in queryset:
+            try:
+                detail = provider_for(config).test_connection()
+                self.message_user(request, f"{config}: {detail}", messages.SUCCESS)
+            except (ProviderError, ValueError) as exc:
+                self.message_user(request, f"{config}: {exc}", messages.ERROR)
+

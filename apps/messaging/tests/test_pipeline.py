@@ -1,0 +1,209 @@
+"""The pipeline with in-process test providers: routing, failover, retries, expiry."""
+
+from datetime import timedelta
+
+import pytest
+
+from apps.core import clock
+from apps.delivery.models import ProviderConfig
+from apps.delivery.providers import registry
+from apps.delivery.providers.base import Provider, ProviderError, ProviderResult
+from apps.messaging import pipeline, services
+from apps.messaging.models import Message, Status
+from apps.messaging.services import IllegalTransition
+from apps.recipients.tests.factories import RecipientFactory
+from apps.tenants.tests.factories import TenantFactory
+
+pytestmark = pytest.mark.django_db
+
+calls: list[tuple[str, str, str]] = []
+script: dict[str, list] = {}
+
+
+class ScriptedProvider(Provider):
+    """Answers from `script[provider name]`: "ok", or a ProviderError to raise."""
+
+    kind = "scripted"
+    channels = frozenset({"email", "sms", "webhook", "chat", "push", "inbox"})
+
+    def send(self, rendered, *, idempotency_key):
+        calls.append((self.name, rendered.channel, idempotency_key))
+        answer = script.get(self.name, ["ok"]).pop(0) if script.get(self.name) else "ok"
+        if isinstance(answer, ProviderError):
+            raise answer
+        return ProviderResult(provider_message_id=f"{self.name}-1", response_code=202)
+
+
+@pytest.fixture(autouse=True)
+def scripted(monkeypatch):
+    calls.clear()
+    script.clear()
+    monkeypatch.setitem(registry.PROVIDERS, "scripted", f"{__name__}.ScriptedProvider")
+
+
+@pytest.fixture
+def tenant():
+    return TenantFactory()
+
+
+def provider(tenant, name, channel="email", position=0):
+    return ProviderConfig.objects.create(tenant=tenant, name=name, channel=channel, kind="scripted",
+                                         position=position)
+
+
+def message(tenant, channels=("email",), **fields):
+    recipient = RecipientFactory(tenant=tenant, email="ada@example.com", phone="+14155550101")
+    content = {"email": {"subject": "Hi", "text": "Hello"}, "sms": {"text": "Hi"}}
+    return services.message_create(message=Message(
+        tenant=tenant, recipient=recipient, channels=list(channels),
+        content={c: content[c] for c in channels}, dedupe_key=f"test:{clock.now().timestamp()}",
+        **fields))
+
+
+def statuses(msg):
+    return [e.status for e in msg.timeline.all()]
+
+
+def test_a_message_is_sent_by_the_first_provider(tenant):
+    provider(tenant, "primary")
+    provider(tenant, "secondary", position=1)
+    msg = message(tenant)
+    assert pipeline.message_send(message_id=msg.pk).status == Status.SENT
+    msg.refresh_from_db()
+    assert (msg.status, msg.channel, msg.provider, msg.provider_message_id) == (
+        "sent", "email", "primary", "primary-1")
+    assert statuses(msg) == ["queued", "sending", "sent"]
+    assert calls == [("primary", "email", f"msg-{msg.pk}")]
+    assert msg.attempt_rows.get().outcome == "accepted"
+
+
+def test_a_retryable_error_fails_over_to_the_next_provider(tenant):
+    provider(tenant, "primary")
+    provider(tenant, "secondary", position=1)
+    script["primary"] = [ProviderError("503 from provider", response_code=503)]
+    msg = message(tenant)
+    assert pipeline.message_send(message_id=msg.pk).status == Status.SENT
+    msg.refresh_from_db()
+    assert msg.provider == "secondary"
+    assert [(a.provider, a.outcome, a.response_code) for a in msg.attempt_rows.all()] == [
+        ("primary", "retryable", 503), ("secondary", "accepted", 202)]
+
+
+def test_an_ambiguous_error_is_retried_on_the_same_provider_with_the_same_key(tenant, clock_travel):
+    provider(tenant, "primary")
+    provider(tenant, "secondary", position=1)
+    script["primary"] = [ProviderError("read timeout", ambiguous=True)]
+    msg = message(tenant)
+    outcome = pipeline.message_send(message_id=msg.pk)
+    assert outcome.status == Status.QUEUED and outcome.retry_in is not None
+    assert [c[0] for c in calls] == ["primary"]  # no failover
+    clock_travel(seconds=outcome.retry_in + 1)
+    assert pipeline.message_send(message_id=msg.pk).status == Status.SENT
+    assert calls == [("primary", "email", f"msg-{msg.pk}")] * 2
+
+
+def test_permanent_failure_on_every_provider_moves_to_the_next_channel(tenant):
+    provider(tenant, "mail")
+    provider(tenant, "texts", channel="sms")
+    script["mail"] = [ProviderError("invalid address", permanent=True, response_code=400)]
+    msg = message(tenant, channels=("email", "sms"))
+    assert pipeline.message_send(message_id=msg.pk).status == Status.SENT
+    msg.refresh_from_db()
+    assert (msg.channel, msg.provider) == ("sms", "texts")
+    assert statuses(msg) == ["queued", "sending", "rerouted", "sent"]
+    assert Message.objects.filter(recipient=msg.recipient).count() == 1  # one row, rerouted
+
+
+def test_retries_back_off_then_fail_after_the_last_attempt(tenant, settings, clock_travel):
+    settings.SIGNALBOX_MESSAGE_MAX_ATTEMPTS = 3
+    provider(tenant, "flaky")
+    script["flaky"] = [ProviderError("503", response_code=503)] * 3
+    msg = message(tenant)
+    for _ in range(2):
+        outcome = pipeline.message_send(message_id=msg.pk)
+        assert outcome.status == Status.QUEUED
+        assert pipeline.message_send(message_id=msg.pk) is None  # not due yet
+        clock_travel(seconds=outcome.retry_in + 1)
+    assert pipeline.message_send(message_id=msg.pk).status == Status.FAILED
+    msg.refresh_from_db()
+    assert msg.attempts == 3 and msg.timeline.last().reason_code == "attempts_exhausted"
+
+
+def test_retry_after_is_honoured(tenant):
+    provider(tenant, "limited")
+    script["limited"] = [ProviderError("429", response_code=429, retry_after=120)]
+    outcome = pipeline.message_send(message_id=message(tenant).pk)
+    assert outcome.retry_in >= 120
+
+
+def test_no_eligible_channel_fails_with_the_reasons(tenant):
+    msg = message(tenant, channels=("email",))
+    assert pipeline.message_send(message_id=msg.pk).status == Status.FAILED
+    assert msg.timeline.last().detail == {"channels": {"email": "no email provider is configured"}}
+
+
+def test_an_expired_message_is_never_sent(tenant):
+    provider(tenant, "primary")
+    msg = message(tenant, expires_at=clock.now() - timedelta(seconds=1))
+    assert pipeline.message_send(message_id=msg.pk).status == Status.EXPIRED
+    assert calls == []
+
+
+def test_test_mode_sends_only_through_the_log_provider(tenant):
+    provider(tenant, "real")
+    msg = message(tenant, test_mode=True)
+    assert pipeline.message_send(message_id=msg.pk).status == Status.SENT
+    msg.refresh_from_db()
+    assert msg.provider == "log" and calls == []
+    assert msg.attempt_rows.get().request_summary["to"] == "ada@example.com"
+
+
+def test_a_sub_tenant_inherits_its_parents_providers_unless_it_has_its_own(tenant):
+    child = TenantFactory(parent=tenant)
+    provider(tenant, "parent-mail")
+    msg = message(child)
+    pipeline.message_send(message_id=msg.pk)
+    assert calls[-1][0] == "parent-mail"
+    provider(child, "child-mail")
+    msg = message(child)
+    pipeline.message_send(message_id=msg.pk)
+    assert calls[-1][0] == "child-mail"
+
+
+def test_only_one_worker_claims_a_message(tenant):
+    provider(tenant, "primary")
+    msg = message(tenant)
+    assert pipeline.claim(msg.pk) is not None
+    assert pipeline.claim(msg.pk) is None
+
+
+def test_illegal_transitions_are_refused(tenant):
+    msg = message(tenant)
+    with pytest.raises(IllegalTransition):
+        services.message_transition(message=msg, to=Status.DELIVERED)
+    msg.refresh_from_db()
+    assert msg.status == Status.QUEUED
+
+
+def test_scheduled_messages_are_released_when_due(tenant, clock_travel, django_capture_on_commit_callbacks):
+    provider(tenant, "primary")
+    msg = message(tenant, send_at=clock.now() + timedelta(hours=1))
+    assert msg.status == Status.SCHEDULED
+    assert services.messages_release_due() == 0
+    clock_travel(seconds=3601)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert services.messages_release_due() == 1
+    assert len(callbacks) == 1
+    assert pipeline.message_send(message_id=msg.pk).status == Status.SENT
+
+
+def test_a_message_stuck_in_sending_is_rescued(tenant, clock_travel, settings):
+    settings.SIGNALBOX_MESSAGE_STUCK_SECONDS = 60
+    provider(tenant, "primary")
+    msg = message(tenant)
+    pipeline.claim(msg.pk)  # the worker dies here
+    assert services.messages_rescue_stuck() == 0
+    clock_travel(seconds=61)
+    assert services.messages_rescue_stuck() == 1
+    assert pipeline.message_send(message_id=msg.pk).status == Status.SENT
+    assert statuses(Message.objects.get(pk=msg.pk))[-3:] == ["queued", "sending", "sent"]
