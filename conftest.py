@@ -20,6 +20,14 @@ def clock_travel(db):
     clock.reset()
 
 
+@pytest.fixture(autouse=True)
+def _forget_cached_tenants():
+    """Ids are reused after a rolled-back test (SQLite): never serve a previous test's tenant."""
+    from apps.tenants.selectors import _tenants
+
+    _tenants.clear()
+
+
 def pytest_sessionfinish(session, exitstatus):
     # CI must run everything: a skipped test there (a missing browser, broker…) is a failure.
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -15,7 +15,8 @@ from apps.api.errors import error_json
 from apps.core import parsing
 from apps.core.errors import InvalidInput
 from apps.events.segment import MAX_BATCH_BYTES, MAX_EVENT_BYTES, parse_call, segment_ingest
-from apps.tenants.models import ApiKey, Tenant
+from apps.tenants.models import ApiKey
+from apps.tenants.selectors import tenant_get_cached
 
 CONTENT_TYPES = {"application/json", "text/plain"}
 
@@ -48,7 +49,7 @@ def segment_view(request, kind: str | None = None):
         identity = identity_from_token(token, kinds={ApiKey.Kind.WRITE, ApiKey.Kind.SECRET})
     except AuthenticationFailed as exc:
         return error_json(401, "authentication_failed", str(exc.detail))
-    tenant = Tenant.objects.get(pk=identity.tenant_id)
+    tenant = tenant_get_cached(tenant_id=identity.tenant_id)
     try:
         calls, rejected = _parse(payload, kind, request.body)
     except InvalidInput as exc:

@@ -12,7 +12,7 @@ from apps.api.authentication import SecretKeyAuthentication
 from apps.core.errors import InvalidInput
 from apps.events import idempotency
 from apps.tenants.models import Tenant
-from apps.tenants.selectors import tenant_descendant_ids
+from apps.tenants.selectors import tenant_descendant_ids, tenant_get_cached
 
 # Tests set this to hold a request between claiming its key and doing its work.
 after_idempotency_claim = None
@@ -35,7 +35,7 @@ class TenantAPIView(APIView):
         self.tenant = self._resolve_tenant(request)
 
     def _resolve_tenant(self, request) -> Tenant:
-        own = Tenant.objects.get(pk=request.auth.tenant_id)
+        own = tenant_get_cached(tenant_id=request.auth.tenant_id)
         if request.method in ("POST", "PUT", "PATCH"):
             slug = request.data.get("tenant") if isinstance(request.data, dict) else None
         else:

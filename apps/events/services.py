@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils.module_loading import import_string
 
@@ -17,7 +18,11 @@ logger = logging.getLogger(__name__)
 
 # A client clock this far ahead is wrong, not early: its timestamp is replaced by received_at.
 FUTURE_TOLERANCE = timedelta(minutes=5)
-REQUEUE_BATCH = 500
+DRAIN_BATCH = 500
+DRAIN_FLAG = "signalbox:events-drain-scheduled"
+# A drain lost before it cleared the flag blocks new ones for at most this long (and the tick's
+# events_requeue_unprocessed forces one after SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS anyway).
+DRAIN_FLAG_SECONDS = 30
 
 
 @dataclass
@@ -79,22 +84,42 @@ def events_record(*, tenant, source: str, drafts: list[EventDraft]) -> list[int]
                 tenant=tenant, message_id__in=[r.message_id for r in rows], received_at=received_at
             ).values_list("id", flat=True))
         if ids:
-            from apps.events.tasks import process_events
-
-            enqueue_on_commit(process_events, ids)
+            transaction.on_commit(events_drain_wake_up, robust=True)
     return ids
 
 
-def events_process(*, event_ids: list[int]) -> int:
-    """Hand committed, unprocessed events to each consumer in SIGNALBOX_EVENT_CONSUMERS (the
-    journey engine plugs in there), then mark them processed. Safe to run twice for one event:
-    the rows are claimed (SKIP LOCKED on PostgreSQL) and already-processed ones are skipped."""
+def events_drain_wake_up(*, force: bool = False) -> None:
+    """Make sure a drain task will run. One cache SET NX per call: while the flag is set, a
+    drain is scheduled or running, and it clears the flag before its final scan, so an event
+    committed before this call is always seen (events_drain)."""
+    from apps.events.tasks import drain_events
+
+    if cache.add(DRAIN_FLAG, 1, DRAIN_FLAG_SECONDS) or force:
+        enqueue_on_commit(drain_events)
+
+
+def events_drain() -> int:
+    """Process committed events, oldest first, until none is left. Returns how many."""
+    total = 0
+    while True:
+        cache.delete(DRAIN_FLAG)  # before the scan: see events_drain_wake_up
+        processed = events_process()
+        if not processed:
+            return total
+        total += processed
+
+
+def events_process(*, event_ids: list[int] | None = None, limit: int = DRAIN_BATCH) -> int:
+    """Hand committed, unprocessed events (the oldest `limit`, or those of `event_ids`) to each
+    consumer in SIGNALBOX_EVENT_CONSUMERS (the journey engine plugs in there), then mark them
+    processed, in one transaction. Rows are claimed with SKIP LOCKED (PostgreSQL), so workers
+    draining at once take different events. Returns how many were processed."""
     consumers = [import_string(path) for path in settings.SIGNALBOX_EVENT_CONSUMERS]
     with transaction.atomic():
-        events = list(
-            Event.objects.select_for_update(skip_locked=True)
-            .filter(id__in=event_ids, processed_at__isnull=True).order_by("id")
-        )
+        rows = Event.objects.select_for_update(skip_locked=True).filter(processed_at__isnull=True)
+        if event_ids is not None:
+            rows = rows.filter(id__in=event_ids)
+        events = list(rows.order_by("received_at", "id")[:limit])
         if not events:
             return 0
         for consumer in consumers:
@@ -104,16 +129,13 @@ def events_process(*, event_ids: list[int]) -> int:
 
 
 def events_requeue_unprocessed() -> int:
-    """Tick job: re-enqueue events whose processing task was lost (broker outage, dead worker)."""
-    from apps.events.tasks import process_events
-
+    """Tick job: if events have waited too long (a drain task lost with the broker, a dead
+    worker), schedule a drain regardless of the flag. Returns how many were waiting."""
     cutoff = clock.now() - timedelta(seconds=settings.SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS)
-    ids = list(
-        Event.objects.filter(processed_at__isnull=True, received_at__lt=cutoff)
-        .order_by("received_at").values_list("id", flat=True)[: REQUEUE_BATCH * 20]
-    )
-    for start in range(0, len(ids), REQUEUE_BATCH):
-        enqueue_on_commit(process_events, ids[start:start + REQUEUE_BATCH])
-    if ids:
-        logger.info("re-enqueued %d unprocessed events", len(ids))
-    return len(ids)
+    waiting = Event.objects.filter(processed_at__isnull=True, received_at__lt=cutoff).count()
+    if waiting:
+        logger.info("%d events waited over %ss; scheduling a drain", waiting,
+                    settings.SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS)
+        with transaction.atomic():
+            events_drain_wake_up(force=True)
+    return waiting

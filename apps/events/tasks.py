@@ -4,9 +4,9 @@ from django.db import OperationalError
 from apps.events import services
 
 
-# A database hiccup is retried a few times; anything else leaves the events unprocessed for the
-# sweeper (events_requeue_unprocessed), so nothing is lost either way.
-@shared_task(name="events.process", autoretry_for=(OperationalError,), max_retries=3,
+# A database hiccup is retried a few times; otherwise the events stay unprocessed and the tick
+# (events_requeue_unprocessed) schedules another drain, so nothing is lost either way.
+@shared_task(name="events.drain", autoretry_for=(OperationalError,), max_retries=3,
              retry_backoff=True)
-def process_events(event_ids: list[int]) -> None:
-    services.events_process(event_ids=event_ids)
+def drain_events() -> None:
+    services.events_drain()

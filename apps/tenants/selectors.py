@@ -1,5 +1,6 @@
 """Reads about tenants: the hierarchy and which tenants a staff user may act in."""
 
+import time
 from collections.abc import Iterable
 
 from django.contrib.auth.models import Group
@@ -43,3 +44,20 @@ def tenant_ids_for_user(*, user, permission: str | None = None) -> set[int]:
         grants = role_permissions()
         memberships = [(t, role) for t, role in memberships if permission in grants[role]]
     return tenant_descendant_ids(tenant_ids=[t for t, _ in memberships])
+
+
+TENANT_CACHE_SECONDS = 30
+# tenant id → (expires at, Tenant): read on every API request, changed rarely.
+_tenants: dict[int, tuple[float, Tenant]] = {}
+
+
+def tenant_get_cached(*, tenant_id: int) -> Tenant:
+    """The tenant, from a per-process cache at most TENANT_CACHE_SECONDS old (one query saved
+    per API request; renames and moves show up within that time)."""
+    now = time.monotonic()
+    hit = _tenants.get(tenant_id)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    tenant = Tenant.objects.get(pk=tenant_id)
+    _tenants[tenant_id] = (now + TENANT_CACHE_SECONDS, tenant)
+    return tenant

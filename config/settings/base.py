@@ -103,7 +103,7 @@ CACHE_TABLE = "signalbox_cache"
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "apps.core.cache.SignalboxRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "sb",
         }

@@ -21,6 +21,11 @@ def post(api, url, body, **headers):
 def test_an_event_is_stored_before_202_with_its_recipient(
     api, tenant, django_capture_on_commit_callbacks
 ):
+    from django.core.cache import cache
+
+    from apps.events.services import DRAIN_FLAG
+
+    cache.delete(DRAIN_FLAG)
     with django_capture_on_commit_callbacks() as callbacks:
         response = post(api, "/api/v1/events", {
             "name": "order.completed", "recipient": "user-1", "properties": {"total": 42.5},
@@ -31,7 +36,7 @@ def test_an_event_is_stored_before_202_with_its_recipient(
     assert event.properties == {"total": 42.5} and event.cancellation_key == "order-1"
     assert event.occurred_at.isoformat() == "2026-11-20T09:00:00+00:00"
     assert event.source == "api" and event.processed_at is None
-    assert len(callbacks) == 1  # processing is enqueued after commit
+    assert len(callbacks) == 1  # processing is scheduled after commit
 
 
 def test_an_inline_profile_is_upserted(api, tenant):
