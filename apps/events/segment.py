@@ -89,9 +89,9 @@ def _profile_from(call: Call) -> dict:
     return profile
 
 
-def segment_ingest(*, tenant, calls: list[Call]) -> int:
+def segment_ingest(*, tenant, calls: list[Call]) -> None:
     """Resolve recipients for the calls (a few queries for the lot), link aliases, apply
-    identify profiles, and record the events. Returns how many events were stored."""
+    identify profiles, and record the events."""
     by_user = recipients.recipients_resolve_many(
         tenant=tenant, external_ids={c.user_id for c in calls if c.user_id})
     by_alias = recipients.aliases_resolve_many(
@@ -109,7 +109,7 @@ def segment_ingest(*, tenant, calls: list[Call]) -> int:
         if call.kind == Event.Kind.ALIAS:
             _alias(tenant, call)
     _apply_profiles(tenant, calls)
-    return len(events_record(tenant=tenant, source=Event.Source.SEGMENT, drafts=[c.draft for c in calls]))
+    events_record(tenant=tenant, source=Event.Source.SEGMENT, drafts=[c.draft for c in calls])
 
 
 def _alias(tenant, call: Call) -> None:

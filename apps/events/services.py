@@ -56,10 +56,11 @@ def event_time(*, timestamp: datetime | None, sent_at: datetime | None,
 
 
 def events_record(*, tenant, source: str, drafts: list[EventDraft]) -> list[int]:
-    """Store events and enqueue their processing after commit. Returns the ids stored.
+    """Store events (one INSERT for the lot) and schedule their processing after commit.
 
-    One INSERT for the lot. Segment events de-duplicate on (tenant, messageId): a replay is
-    skipped by ON CONFLICT DO NOTHING, so the ids returned are those now stored for the batch.
+    Native events get fresh message ids and their new ids are returned. Segment events
+    de-duplicate on (tenant, messageId): a replay is skipped by ON CONFLICT DO NOTHING, and
+    nothing is returned (the Segment API answers without ids).
     """
     received_at = clock.now()
     rows = []
@@ -76,15 +77,11 @@ def events_record(*, tenant, source: str, drafts: list[EventDraft]) -> list[int]
         ))
     with transaction.atomic():
         if source == Event.Source.API:
-            # Fresh message ids cannot conflict, so the INSERT returns the new ids directly.
             ids = [event.pk for event in Event.objects.bulk_create(rows)]
         else:
             Event.objects.bulk_create(rows, ignore_conflicts=True)
-            ids = list(Event.objects.filter(
-                tenant=tenant, message_id__in=[r.message_id for r in rows], received_at=received_at
-            ).values_list("id", flat=True))
-        if ids:
-            transaction.on_commit(events_drain_wake_up, robust=True)
+            ids = []
+        transaction.on_commit(events_drain_wake_up, robust=True)
     return ids
 
 
