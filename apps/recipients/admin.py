@@ -5,7 +5,6 @@ from django.contrib import admin
 from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
 
 from apps.core.admin import TenantScopedAdmin
 from apps.recipients.models import Recipient
@@ -33,32 +32,19 @@ class RecipientAdmin(TenantScopedAdmin):
 
     @admin.display(description=f"Latest {LATEST_EVENTS} messages")
     def latest_messages(self, obj):
-        rows = format_html_join(
-            "", "<tr><td>{}</td><td><a href=\"{}\">#{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((m.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-              reverse("admin:messaging_message_change", args=[m.pk]), m.pk,
-              m.channel or "/".join(m.channels), m.category, m.status)
-             for m in obj.messages.order_by("-id")[: self.LATEST_EVENTS]),
-        )
-        if not rows:
-            return "No messages."
-        head = mark_safe(  # noqa: S308
-            "<tr><th>When</th><th>Message</th><th>Channel</th><th>Category</th><th>Status</th></tr>")
-        return format_html("<table>{}{}</table>", head, rows)
+        messages = obj.messages.order_by("-id")[: self.LATEST_EVENTS]
+        return _table(["When", "Message", "Channel", "Category", "Status"], [
+            (m.created_at, _link("messaging_message", m.pk, f"#{m.pk}"),
+             m.channel or "/".join(m.channels), m.category, m.status) for m in messages
+        ]) or "No messages."
 
     @admin.display(description=f"Latest {LATEST_EVENTS} events")
     def latest_events(self, obj):
         events = obj.events.order_by("-occurred_at")[: self.LATEST_EVENTS]
-        rows = format_html_join(
-            "", "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td>{}</td><td><code>{}</code></td></tr>",
-            ((e.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
-              reverse("admin:events_event_change", args=[e.pk]), e.name, e.kind,
-              json.dumps(e.properties)[:120]) for e in events),
-        )
-        if not rows:
-            return "No events."
-        head = mark_safe("<tr><th>When</th><th>Event</th><th>Kind</th><th>Properties</th></tr>")  # noqa: S308
-        return format_html("<table>{}{}</table>", head, rows)
+        return _table(["When", "Event", "Kind", "Properties"], [
+            (e.occurred_at, _link("events_event", e.pk, e.name), e.kind,
+             format_html("<code>{}</code>", json.dumps(e.properties)[:120])) for e in events
+        ]) or "No events."
 
     def get_search_results(self, request, queryset, search_term):
         # Exact matches on the indexed (tenant, column) pairs: fast on millions of rows.
@@ -72,3 +58,19 @@ class RecipientAdmin(TenantScopedAdmin):
         except phonenumbers.NumberParseException:
             pass
         return queryset.filter(match), False
+
+
+def _link(admin_name: str, pk: int, text: str):
+    return format_html('<a href="{}">{}</a>', reverse(f"admin:{admin_name}_change", args=[pk]), text)
+
+
+def _table(headers: list[str], rows: list[tuple]):
+    """A small read-only HTML table for a change page; "" when there are no rows."""
+    if not rows:
+        return ""
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
+    body = format_html_join("", "<tr>{}</tr>", (
+        (format_html_join("", "<td>{}</td>", ((
+            cell.strftime("%Y-%m-%d %H:%M:%S") if hasattr(cell, "strftime") else cell,) for cell in row)),)
+        for row in rows))
+    return format_html("<table><tr>{}</tr>{}</table>", head, body)
