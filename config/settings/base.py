@@ -256,6 +256,9 @@ SIGNALBOX_RETRY_MAX_SECONDS = 3600
 SIGNALBOX_SHORT_RETRY_SECONDS = 30
 # A message `sending` (or `queued` with no task) this long is re-enqueued by the tick.
 SIGNALBOX_MESSAGE_STUCK_SECONDS = read("SIGNALBOX_MESSAGE_STUCK_SECONDS", env.int, default=300)
+# Networks the outbound HTTP client may reach although they are private (apps/delivery/http.py).
+# Empty in production; dev and tests allow loopback for local provider simulators.
+SIGNALBOX_HTTP_ALLOW_PRIVATE = read("SIGNALBOX_HTTP_ALLOW_PRIVATE", env.list, default=[])
 # Fernet keys for provider credentials, newest first (apps/core/crypto.py); empty: derived
 # from SECRET_KEY.
 SIGNALBOX_ENCRYPTION_KEYS = read("SIGNALBOX_ENCRYPTION_KEYS", env.list, default=[])

@@ -37,3 +37,5 @@ else:
         "data_folder_out": str(CELERY_BROKER_FOLDER),
         "control_folder": str(CELERY_BROKER_FOLDER / "control"),
     }
+# Local provider simulators run on loopback.
+SIGNALBOX_HTTP_ALLOW_PRIVATE = ["127.0.0.0/8", "::1/128"]

@@ -6,6 +6,8 @@ from apps.delivery.providers.base import Provider
 
 PROVIDERS = {
     "log": "apps.delivery.providers.log.LogProvider",
+    "smtp": "apps.delivery.providers.smtp.SmtpProvider",
+    "webhook": "apps.delivery.providers.webhook.WebhookProvider",
 }
 
 
