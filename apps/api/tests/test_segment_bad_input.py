@@ -100,3 +100,18 @@ def test_a_batch_of_identifies_links_aliases_in_bulk(write_key, tenant):
     assert len(queries) <= 25, len(queries)
     assert Recipient.objects.get(external_id="u7").aliases.get().alias == "a7"
     assert Recipient.objects.get(external_id="u7").attributes == {"n": 7}
+
+
+def test_stored_fields_survive_the_bulk_insert(write_key, tenant):
+    """Every column the batch insert writes, checked on the row (PostgreSQL uses UNNEST)."""
+    call = {**TRACK, "messageId": "m-1", "properties": {"total": 42.5, "items": [1, 2]},
+            "context": {"ip": "203.0.113.9"}, "timestamp": "2099-01-01T00:00:00Z"}
+    earlier = {**call, "messageId": "m-2", "timestamp": "2026-11-20T10:00:00+01:00"}
+    assert send(write_key, {"batch": [call, earlier]}).status_code == 200
+    future, past = Event.objects.get(message_id="m-1"), Event.objects.get(message_id="m-2")
+    assert (future.name, future.kind, future.source, future.recipient.external_id) == (
+        "Signed Up", "track", "segment", "u1")
+    assert future.properties == {"total": 42.5, "items": [1, 2]} and future.context == {"ip": "203.0.113.9"}
+    assert future.timestamp_clamped and future.occurred_at == future.received_at
+    assert not past.timestamp_clamped and past.occurred_at.isoformat() == "2026-11-20T09:00:00+00:00"
+    assert future.processed_at is None and future.tenant == tenant
