@@ -30,5 +30,6 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+# Needs PostgreSQL and Redis on 127.0.0.1 (as .ci/run starts them); see bench/README.md.
 bench: install
-	@echo "No benchmarks yet: the first (bench/ingest.py) arrives with event ingestion."
+	$(BIN)/python bench/ingest.py
