@@ -13,6 +13,7 @@ from datetime import timedelta
 from django.conf import settings
 
 from apps.core import clock
+from apps.delivery.breaker import breaker_allows, breaker_is_open, breaker_record
 from apps.delivery.providers.base import ProviderError, Rendered
 from apps.delivery.providers.registry import provider_for
 from apps.delivery.selectors import providers_for
@@ -28,6 +29,9 @@ ADDRESS = {
     Channel.WEBHOOK: lambda r: r.external_id or "",
     Channel.INBOX: lambda r: r.external_id or "",
 }
+
+
+DOWN = "every provider is down (circuit open)"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ def message_send(*, message_id: int) -> Outcome | None:
     decisions = eligibility(message)
     while True:
         channel = route(message, decisions)
+        if channel is None and DOWN in decisions.values():
+            return schedule_retry(message, settings.SIGNALBOX_BREAKER_COOL_DOWN_SECONDS)
         if channel is None:
             message_transition(message=message, to=Status.FAILED, reason_code="no_eligible_channel",
                                reason="No requested channel can be used.", detail={"channels": decisions})
@@ -85,10 +91,13 @@ def eligibility(message: Message) -> dict[str, str]:
     """Each requested channel → "eligible" or why not."""
     decisions = {}
     for channel in message.channels:
+        configs = [] if message.test_mode else providers_for(tenant=message.tenant, channel=channel)
         if not ADDRESS[channel](message.recipient):
             decisions[channel] = f"the recipient has no {channel} address"
-        elif not message.test_mode and not providers_for(tenant=message.tenant, channel=channel):
+        elif not message.test_mode and not configs:
             decisions[channel] = f"no {channel} provider is configured"
+        elif configs and all(breaker_is_open(tenant_id=message.tenant_id, config_id=c.pk) for c in configs):
+            decisions[channel] = DOWN
         else:
             decisions[channel] = "eligible"
         # Policy adds: required category, unsubscribe, preferences, suppression list, health.
@@ -118,12 +127,18 @@ def send(message: Message, rendered: Rendered) -> Outcome | None:
         configs.sort(key=lambda c: (c.name if c else "log") != message.provider)
     retry_after, ambiguous = None, False
     for config in configs:
+        if config is not None and not breaker_allows(tenant_id=message.tenant_id, config_id=config.pk):
+            # Open circuit: skip it; if every provider is skipped, try again after the cool-down.
+            retry_after = max(retry_after or 0, settings.SIGNALBOX_BREAKER_COOL_DOWN_SECONDS)
+            continue
         provider = provider_for(config)
         started = clock.now()
         try:
             result = provider.send(rendered, idempotency_key=f"msg-{message.pk}")
         except ProviderError as error:
             record_attempt(message, provider, rendered, started, error=error)
+            if config is not None and not error.permanent:
+                breaker_record(tenant_id=message.tenant_id, config_id=config.pk, ok=False)
             if error.ambiguous:
                 ambiguous = True
                 Message.objects.filter(pk=message.pk).update(provider=provider.name)
@@ -133,6 +148,8 @@ def send(message: Message, rendered: Rendered) -> Outcome | None:
                 retry_after = max(retry_after or 0, error.retry_after or 0)
             continue
         record_attempt(message, provider, rendered, started, result=result)
+        if config is not None:
+            breaker_record(tenant_id=message.tenant_id, config_id=config.pk, ok=True)
         message_transition(
             message=message, to=Status.SENT, reason_code="accepted_by_provider",
             reason=f"Accepted by {provider.name}.", provider=provider.name,

@@ -254,6 +254,10 @@ SIGNALBOX_RETRY_BASE_SECONDS = 2
 SIGNALBOX_RETRY_MAX_SECONDS = 3600
 # Back-offs up to this long are waited out by the task; longer ones by the tick.
 SIGNALBOX_SHORT_RETRY_SECONDS = 30
+# Circuit breaker per (tenant, provider): opens after this many transient failures in a row,
+# lets one probe through after the cool-down (apps/delivery/breaker.py).
+SIGNALBOX_BREAKER_THRESHOLD = 5
+SIGNALBOX_BREAKER_COOL_DOWN_SECONDS = 30
 # A message `sending` (or `queued` with no task) this long is re-enqueued by the tick.
 SIGNALBOX_MESSAGE_STUCK_SECONDS = read("SIGNALBOX_MESSAGE_STUCK_SECONDS", env.int, default=300)
 # Networks the outbound HTTP client may reach although they are private (apps/delivery/http.py).

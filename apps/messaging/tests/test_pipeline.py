@@ -207,3 +207,40 @@ def test_a_message_stuck_in_sending_is_rescued(tenant, clock_travel, settings):
     assert services.messages_rescue_stuck() == 1
     assert pipeline.message_send(message_id=msg.pk).status == Status.SENT
     assert statuses(Message.objects.get(pk=msg.pk))[-3:] == ["queued", "sending", "sent"]
+
+
+def test_the_breaker_opens_after_repeated_failures_and_closes_after_a_good_probe(
+    tenant, settings, clock_travel
+):
+    settings.SIGNALBOX_BREAKER_THRESHOLD = 2
+    settings.SIGNALBOX_BREAKER_COOL_DOWN_SECONDS = 30
+    provider(tenant, "primary")
+    provider(tenant, "secondary", position=1)
+    script["primary"] = [ProviderError("503", response_code=503)] * 2
+    for _ in range(2):
+        assert pipeline.message_send(message_id=message(tenant).pk).status == Status.SENT
+    assert [c[0] for c in calls] == ["primary", "secondary", "primary", "secondary"]
+    calls.clear()
+    pipeline.message_send(message_id=message(tenant).pk)  # open: primary is not called
+    assert [c[0] for c in calls] == ["secondary"]
+    clock_travel(seconds=31)  # half-open: one probe reaches primary, succeeds, closes it
+    calls.clear()
+    for _ in range(2):
+        pipeline.message_send(message_id=message(tenant).pk)
+    assert [c[0] for c in calls] == ["primary", "primary"]
+
+
+def test_a_channel_whose_providers_are_all_down_falls_back_or_waits(tenant, settings):
+    settings.SIGNALBOX_BREAKER_THRESHOLD = 1
+    provider(tenant, "mail")
+    script["mail"] = [ProviderError("503", response_code=503)]
+    pipeline.message_send(message_id=message(tenant).pk)  # opens mail's breaker; retried later
+    provider(tenant, "texts", channel="sms")
+    fallback = message(tenant, channels=("email", "sms"))
+    assert pipeline.message_send(message_id=fallback.pk).status == Status.SENT
+    fallback.refresh_from_db()
+    assert fallback.channel == "sms"
+    waiting = message(tenant, channels=("email",))
+    outcome = pipeline.message_send(message_id=waiting.pk)
+    assert outcome.status == Status.QUEUED
+    assert outcome.retry_in >= settings.SIGNALBOX_BREAKER_COOL_DOWN_SECONDS
