@@ -19,6 +19,9 @@ SIGNALBOX_CLOCK_OFFSET_ENABLED = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so the worker subprocess sees the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{TEST_RUN}.sqlite3")}
+else:
+    # Live-server request threads must not keep connections open past the test database's drop.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 # The worker subprocess is pointed at the test database the test session created.
 if os.environ.get("SIGNALBOX_WORKER_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["SIGNALBOX_WORKER_DB_NAME"]
