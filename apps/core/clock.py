@@ -10,13 +10,15 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from apps.core.cache import cache_get
+
 OFFSET_KEY = "signalbox:clock-offset-seconds"
 
 
 def now() -> datetime:
     current = timezone.now()
     if settings.SIGNALBOX_CLOCK_OFFSET_ENABLED:
-        current += timedelta(seconds=cache.get(OFFSET_KEY, 0))
+        current += timedelta(seconds=cache_get(OFFSET_KEY, 0))
     return current
 
 

@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.utils.module_loading import import_string
 
 from apps.core import clock
+from apps.core.cache import cache_add
 from apps.core.queue import enqueue_on_commit
 from apps.events.models import Event
 
@@ -125,7 +126,8 @@ def events_drain_wake_up(*, force: bool = False) -> None:
     committed before this call is always seen (events_drain)."""
     from apps.events.tasks import drain_events
 
-    if cache.add(DRAIN_FLAG, 1, DRAIN_FLAG_SECONDS) or force:
+    # None: the cache is down; publish anyway (if the broker is down too, the tick catches up).
+    if cache_add(DRAIN_FLAG, 1, DRAIN_FLAG_SECONDS) is not False or force:
         enqueue_on_commit(drain_events)
 
 

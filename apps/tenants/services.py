@@ -14,6 +14,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from apps.core import clock
+from apps.core.cache import cache_get, cache_set
 from apps.tenants.models import ApiKey, Membership, Role, Tenant
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -70,7 +71,7 @@ def api_key_revoke(*, api_key: ApiKey) -> None:
     if api_key.revoked_at is None:
         api_key.revoked_at = clock.now()
         api_key.save(update_fields=["revoked_at"])
-    transaction.on_commit(lambda: cache.delete(_cache_key(api_key.prefix)))
+    transaction.on_commit(lambda: cache.delete(_cache_key(api_key.prefix)), robust=True)
 
 
 def _lookup(prefix: str) -> dict:
@@ -80,10 +81,10 @@ def _lookup(prefix: str) -> dict:
         .first()
     )
     if row is None:
-        cache.set(_cache_key(prefix), {"missing": True}, _MISS_CACHE_SECONDS)
+        cache_set(_cache_key(prefix), {"missing": True}, _MISS_CACHE_SECONDS)
         return {"missing": True}
     entry = {**row, "revoked": row.pop("revoked_at") is not None}
-    cache.set(_cache_key(prefix), entry, settings.SIGNALBOX_API_KEY_CACHE_SECONDS)
+    cache_set(_cache_key(prefix), entry, settings.SIGNALBOX_API_KEY_CACHE_SECONDS)
     return entry
 
 
@@ -95,7 +96,7 @@ def api_key_authenticate(*, token: str) -> ApiKeyIdentity | None:
     if not TOKEN_RE.match(token):
         return None
     prefix, _, secret = token.rpartition("_")
-    entry = cache.get(_cache_key(prefix)) or _lookup(prefix)
+    entry = cache_get(_cache_key(prefix)) or _lookup(prefix)
     if entry.get("missing") or entry["revoked"]:
         return None
     if not hmac.compare_digest(entry["secret_hash"], ApiKey.hash_secret(secret)):
@@ -111,7 +112,7 @@ def _note_usage(api_key_id: int, prefix: str) -> None:
     now = time.monotonic()
     if now - _usage_noted_at.get(prefix, -60.0) >= 60:
         _usage_noted_at[prefix] = now
-        cache.set(_usage_key(api_key_id), clock.now().timestamp(), 7 * 86400)
+        cache_set(_usage_key(api_key_id), clock.now().timestamp(), 7 * 86400)
 
 
 def api_keys_record_usage() -> int:

@@ -247,7 +247,7 @@ SIGNALBOX_TICK_JOBS = [
 # engine plugs in here.
 SIGNALBOX_EVENT_CONSUMERS: list[str] = []
 # An event still unprocessed this long after it was received is re-enqueued by the tick.
-SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS = 60
+SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS = read("SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS", env.int, default=60)
 # Delivery: attempts before a message fails; exponential back-off with full jitter between them.
 SIGNALBOX_MESSAGE_MAX_ATTEMPTS = 6
 SIGNALBOX_RETRY_BASE_SECONDS = 2
