@@ -50,7 +50,10 @@ def message_send(*, message_id: int) -> Outcome | None:
         message_transition(message=message, to=Status.EXPIRED, reason_code="expired",
                            reason=f"Not sent by its expiry time {message.expires_at.isoformat()}.")
         return Outcome(Status.EXPIRED)
-    decisions = eligibility(message)
+    # Each channel's providers, looked up once (the hierarchy walk costs queries).
+    providers = {} if message.test_mode else {
+        channel: providers_for(tenant=message.tenant, channel=channel) for channel in message.channels}
+    decisions = eligibility(message, providers)
     while True:
         channel = route(message, decisions)
         if channel is None and DOWN in decisions.values():
@@ -67,7 +70,7 @@ def message_send(*, message_id: int) -> Outcome | None:
             message.channel = channel
             Message.objects.filter(pk=message.pk).update(channel=channel)
         # timing: expiry is checked above; Policy adds quiet hours, suppression and caps here.
-        outcome = send(message, render(message, channel))
+        outcome = send(message, render(message, channel), providers.get(channel, []))
         if outcome is not None:
             return outcome
         decisions[channel] = "every provider failed permanently"  # on to the next channel
@@ -87,11 +90,11 @@ def claim(message_id: int) -> Message | None:
     return message
 
 
-def eligibility(message: Message) -> dict[str, str]:
+def eligibility(message: Message, providers: dict[str, list]) -> dict[str, str]:
     """Each requested channel → "eligible" or why not."""
     decisions = {}
     for channel in message.channels:
-        configs = [] if message.test_mode else providers_for(tenant=message.tenant, channel=channel)
+        configs = providers.get(channel, [])
         if not ADDRESS[channel](message.recipient):
             decisions[channel] = f"the recipient has no {channel} address"
         elif not message.test_mode and not configs:
@@ -119,10 +122,10 @@ def render(message: Message, channel: str) -> Rendered:
                     content=message.content.get(channel, {}))
 
 
-def send(message: Message, rendered: Rendered) -> Outcome | None:
+def send(message: Message, rendered: Rendered, configs: list) -> Outcome | None:
     """Try the channel's providers in order. None means every one failed permanently: the
     caller moves on to the next channel."""
-    configs = [None] if message.test_mode else providers_for(tenant=message.tenant, channel=rendered.channel)
+    configs = [None] if message.test_mode else list(configs)  # None: the log provider
     if message.provider:  # an ambiguous failure is retried on the same provider, first
         configs.sort(key=lambda c: (c.name if c else "log") != message.provider)
     retry_after, ambiguous = None, False
