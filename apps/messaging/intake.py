@@ -19,11 +19,20 @@ REQUIRED_CONTENT = {
 }
 
 
+MAX_RECIPIENTS = 1000
+
+
 @dataclass
 class SendRequest:
-    external_id: str
-    profile: dict | None
-    message: Message  # unsaved: tenant, recipient and dedupe_key are filled in by the view
+    recipients: list[tuple[str, dict | None]]  # external id, inline profile (upserted) or None
+    fields: dict  # of each recipient's Message
+    key: str  # the Idempotency-Key, or a fresh id
+
+    def messages(self, *, tenant, recipient_ids: dict[str, int], test_mode: bool) -> list[Message]:
+        """One unsaved message per recipient, in request order."""
+        return [Message(tenant=tenant, recipient_id=recipient_ids[external_id], test_mode=test_mode,
+                        dedupe_key=f"api:{self.key}:{external_id}", **self.fields)
+                for external_id, _ in self.recipients]
 
 
 def parse_send(raw: dict, *, idempotency_key: str | None) -> SendRequest:
@@ -35,7 +44,7 @@ def parse_send(raw: dict, *, idempotency_key: str | None) -> SendRequest:
         except InvalidInput as exc:
             errors.update(exc.fields)
 
-    recipient = check(lambda: parse_recipient(raw.get("recipient"), "recipient"))
+    recipients = check(lambda: _recipients(raw))
     channels = check(lambda: _channels(raw))
     content = check(lambda: _content(raw, channels or []))
     priority = check(lambda: _choice(raw, "priority", Priority.values, Priority.NORMAL))
@@ -47,13 +56,35 @@ def parse_send(raw: dict, *, idempotency_key: str | None) -> SendRequest:
         errors["template"] = ["Templates are not available yet; send `content` instead."]
     if errors:
         raise InvalidInput("Invalid message: " + "; ".join(errors), fields=errors)
-    external_id, profile = recipient
-    message = Message(
-        channels=channels, content=content, priority=priority, category=category or "general",
-        data=data, send_at=send_at, expires_at=expires_at, source=Message.Source.API,
-        dedupe_key=f"api:{idempotency_key or uuid.uuid4().hex}:{external_id}",
-    )
-    return SendRequest(external_id=external_id, profile=profile, message=message)
+    fields = dict(channels=channels, content=content, priority=priority, category=category or "general",
+                  data=data, send_at=send_at, expires_at=expires_at, source=Message.Source.API)
+    return SendRequest(recipients=recipients, fields=fields, key=idempotency_key or uuid.uuid4().hex)
+
+
+def _recipients(raw: dict) -> list[tuple[str, dict | None]]:
+    """`recipient` (one), or `recipients` (a list: the same message to each)."""
+    if raw.get("recipients") is None:
+        return [parse_recipient(raw.get("recipient"), "recipient")]
+    if raw.get("recipient") is not None:
+        raise InvalidInput.field("recipients", "Give `recipient` or `recipients`, not both.")
+    value = raw["recipients"]
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_RECIPIENTS:
+        raise InvalidInput.field("recipients", f"A list of 1 to {MAX_RECIPIENTS} recipients.")
+    errors, parsed, seen = {}, [], set()
+    for index, item in enumerate(value):
+        path = f"recipients[{index}]"
+        try:
+            external_id, profile = parse_recipient(item, path)
+        except InvalidInput as exc:
+            errors.update(exc.fields)
+            continue
+        if external_id in seen:
+            errors[path] = [f"{external_id!r} is listed twice."]
+        seen.add(external_id)
+        parsed.append((external_id, profile))
+    if errors:
+        raise InvalidInput("Invalid recipients.", fields=errors)
+    return parsed
 
 
 def _channels(raw: dict) -> list[str]:

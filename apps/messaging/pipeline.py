@@ -2,22 +2,29 @@
 
 claim → eligibility → route → timing → render → send → record
 
-Templates plug into `render`; Policy adds its checks to `eligibility` and `timing`. Until they
-land those stages pass everything through.
+Messages go through it in batches (`messages_send`): one claim for the batch, every provider call
+of the batch in parallel threads (sends are I/O-bound), and one write for all accepted sends.
+Anything unusual (expiry, failover to another channel, retries) continues one message at a time
+in `deliver()`, the same code a batch of one runs. Templates plug into `render`; Policy adds its
+checks to `eligibility` and `timing`. Until they land those stages pass everything through.
 """
 
+import json
 import random
-from dataclasses import dataclass
-from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
 
 from apps.core import clock
-from apps.delivery.breaker import breaker_allows, breaker_is_open, breaker_record
-from apps.delivery.providers.base import ProviderError, Rendered
+from apps.delivery.breaker import Breakers
+from apps.delivery.providers.base import Provider, ProviderError, ProviderResult, Rendered
 from apps.delivery.providers.registry import provider_for
 from apps.delivery.selectors import providers_for
-from apps.messaging.models import Attempt, Channel, Message, Status
+from apps.messaging.models import TRANSITIONS, Attempt, Channel, Message, Status, StatusEvent
 from apps.messaging.services import message_note, message_transition
 
 # Where each channel's address comes from; a channel without one is not eligible.
@@ -40,20 +47,71 @@ class Outcome:
     retry_in: float | None = None  # seconds until the next attempt, when one is scheduled
 
 
+@dataclass
+class Call:
+    """One provider call, made without touching the database (it may run in a thread)."""
+
+    provider: Provider
+    started: datetime
+    duration_ms: int
+    result: ProviderResult | None = None
+    error: ProviderError | None = None
+
+
+@dataclass
+class Calls:
+    """A channel's provider calls for one message, in order, and what they came to."""
+
+    made: list[Call] = field(default_factory=list)
+    accepted: Call | None = None
+    ambiguous: Call | None = None  # retry this provider, never another
+    retry_after: float | None = None  # a transient failure: when to try again
+
+
 def message_send(*, message_id: int) -> Outcome | None:
-    """Take a queued message through the pipeline. None if another worker has it (or it is
-    not due yet)."""
-    message = claim(message_id)
-    if message is None:
-        return None
-    if message.expires_at is not None and message.expires_at <= clock.now():
+    """One message through the pipeline. None if another worker has it (or it is not due)."""
+    return messages_send(message_ids=[message_id]).get(message_id)
+
+
+def messages_send(*, message_ids: list[int]) -> dict[int, Outcome]:
+    """Queued messages through the pipeline together; message id → outcome, for those this
+    worker claimed."""
+    messages = claim_many(message_ids)
+    lookup = ProviderLookup()
+    providers = {message.pk: lookup.of(message) for message in messages}
+    breakers = Breakers((message.tenant_id, config.pk) for message in messages
+                        for configs in providers[message.pk].values() for config in configs)
+    outcomes, ready = {}, []
+    for message in messages:
+        decisions = eligibility(message, providers[message.pk], breakers)
+        channel = route(message, decisions)
+        if expired(message) or channel is None or channel != (message.channel or channel):
+            outcomes[message.pk] = deliver(message, providers[message.pk], decisions, breakers)
+        else:
+            ready.append((message, decisions, render(message, channel)))
+
+    def call(item):
+        message, _, rendered = item
+        return call_providers(message, rendered, providers[message.pk].get(rendered.channel, []), breakers)
+
+    calls = in_parallel(call, ready)
+    outcomes |= record_accepted([(message, rendered, c) for (message, _, rendered), c
+                                 in zip(ready, calls, strict=True) if c.accepted])
+    for (message, decisions, rendered), c in zip(ready, calls, strict=True):
+        if not c.accepted:  # failover to another channel, or a retry: one by one
+            outcomes[message.pk] = deliver(message, providers[message.pk], decisions, breakers,
+                                           first=(rendered, c))
+    return outcomes
+
+
+def deliver(message: Message, providers: dict[str, list], decisions: dict[str, str],
+            breakers: Breakers, first: tuple[Rendered, Calls] | None = None) -> Outcome:
+    """The rest of the pipeline for one claimed message. `first`: the calls already made on the
+    channel `route` picks first (expiry was checked before they were made)."""
+    if first is None and expired(message):
         message_transition(message=message, to=Status.EXPIRED, reason_code="expired",
                            reason=f"Not sent by its expiry time {message.expires_at.isoformat()}.")
         return Outcome(Status.EXPIRED)
-    # Each channel's providers, looked up once (the hierarchy walk costs queries).
-    providers = {} if message.test_mode else {
-        channel: providers_for(tenant=message.tenant, channel=channel) for channel in message.channels}
-    decisions = eligibility(message, providers)
     while True:
         channel = route(message, decisions)
         if channel is None and DOWN in decisions.values():
@@ -70,27 +128,67 @@ def message_send(*, message_id: int) -> Outcome | None:
             message.channel = channel
             Message.objects.filter(pk=message.pk).update(channel=channel)
         # timing: expiry is checked above; Policy adds quiet hours, suppression and caps here.
-        outcome = send(message, render(message, channel), providers.get(channel, []))
+        if first is not None:
+            (rendered, calls), first = first, None
+        else:
+            rendered = render(message, channel)
+            calls = call_providers(message, rendered, providers.get(channel, []), breakers)
+        outcome = record(message, rendered, calls)
         if outcome is not None:
             return outcome
         decisions[channel] = "every provider failed permanently"  # on to the next channel
 
 
-def claim(message_id: int) -> Message | None:
-    """Move a due, queued message to `sending`; of racing workers exactly one wins."""
-    message = Message.objects.select_related("tenant", "recipient").filter(pk=message_id).first()
+def claim_many(message_ids: list[int]) -> list[Message]:
+    """Move due, queued messages to `sending`. Rows are locked with SKIP LOCKED, so of racing
+    workers exactly one claims each message."""
     now = clock.now()
-    if message is None or message.status != Status.QUEUED:
-        return None
-    if message.next_attempt_at is not None and message.next_attempt_at > now:
-        return None
-    if not message_transition(message=message, to=Status.SENDING, reason_code="claimed",
-                              attempts=message.attempts + 1, next_attempt_at=None):
-        return None
-    return message
+    with transaction.atomic():
+        messages = list(
+            Message.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("tenant", "recipient")
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+                    pk__in=message_ids, status=Status.QUEUED)
+            .order_by("pk")
+        )
+        if not messages:
+            return []
+        Message.objects.filter(pk__in=[m.pk for m in messages]).update(
+            status=Status.SENDING, updated_at=now, attempts=F("attempts") + 1, next_attempt_at=None)
+        StatusEvent.objects.bulk_create([
+            StatusEvent(message=m, status=Status.SENDING, reason_code="claimed", created_at=now)
+            for m in messages])
+    for m in messages:
+        m.status, m.updated_at, m.attempts, m.next_attempt_at = Status.SENDING, now, m.attempts + 1, None
+    return messages
 
 
-def eligibility(message: Message, providers: dict[str, list]) -> dict[str, str]:
+def claim(message_id: int) -> Message | None:
+    claimed = claim_many([message_id])
+    return claimed[0] if claimed else None
+
+
+def expired(message: Message) -> bool:
+    return message.expires_at is not None and message.expires_at <= clock.now()
+
+
+class ProviderLookup:
+    """Each (tenant, channel)'s providers, looked up once per batch (the hierarchy walk costs
+    queries)."""
+
+    def __init__(self):
+        self.found = {}
+
+    def of(self, message: Message) -> dict[str, list]:
+        if message.test_mode:
+            return {}
+        for channel in message.channels:
+            if (message.tenant_id, channel) not in self.found:
+                self.found[message.tenant_id, channel] = providers_for(tenant=message.tenant, channel=channel)
+        return {channel: self.found[message.tenant_id, channel] for channel in message.channels}
+
+
+def eligibility(message: Message, providers: dict[str, list], breakers: Breakers) -> dict[str, str]:
     """Each requested channel → "eligible" or why not."""
     decisions = {}
     for channel in message.channels:
@@ -99,7 +197,7 @@ def eligibility(message: Message, providers: dict[str, list]) -> dict[str, str]:
             decisions[channel] = f"the recipient has no {channel} address"
         elif not message.test_mode and not configs:
             decisions[channel] = f"no {channel} provider is configured"
-        elif configs and all(breaker_is_open(tenant_id=message.tenant_id, config_id=c.pk) for c in configs):
+        elif configs and all(breakers.is_open(tenant_id=message.tenant_id, config_id=c.pk) for c in configs):
             decisions[channel] = DOWN
         else:
             decisions[channel] = "eligible"
@@ -122,47 +220,105 @@ def render(message: Message, channel: str) -> Rendered:
                     content=message.content.get(channel, {}))
 
 
-def send(message: Message, rendered: Rendered, configs: list) -> Outcome | None:
-    """Try the channel's providers in order. None means every one failed permanently: the
-    caller moves on to the next channel."""
+def call_providers(message: Message, rendered: Rendered, configs: list, breakers: Breakers) -> Calls:
+    """Try the channel's providers in order until one accepts. Touches the cache (breakers),
+    never the database, so batches run it in threads."""
+    calls = Calls()
     configs = [None] if message.test_mode else list(configs)  # None: the log provider
     if message.provider:  # an ambiguous failure is retried on the same provider, first
         configs.sort(key=lambda c: (c.name if c else "log") != message.provider)
-    retry_after, ambiguous = None, False
     for config in configs:
-        if config is not None and not breaker_allows(tenant_id=message.tenant_id, config_id=config.pk):
+        if config is not None and not breakers.allows(tenant_id=message.tenant_id, config_id=config.pk):
             # Open circuit: skip it; if every provider is skipped, try again after the cool-down.
-            retry_after = max(retry_after or 0, settings.SIGNALBOX_BREAKER_COOL_DOWN_SECONDS)
+            calls.retry_after = max(calls.retry_after or 0, settings.SIGNALBOX_BREAKER_COOL_DOWN_SECONDS)
             continue
         provider = provider_for(config)
         started = clock.now()
         try:
             result = provider.send(rendered, idempotency_key=f"msg-{message.pk}")
         except ProviderError as error:
-            record_attempt(message, provider, rendered, started, error=error)
+            call = Call(provider, started, _ms_since(started), error=error)
+            calls.made.append(call)
             if config is not None and not error.permanent:
-                breaker_record(tenant_id=message.tenant_id, config_id=config.pk, ok=False)
+                breakers.record(tenant_id=message.tenant_id, config_id=config.pk, ok=False)
             if error.ambiguous:
-                ambiguous = True
-                Message.objects.filter(pk=message.pk).update(provider=provider.name)
-                retry_after = error.retry_after
+                calls.ambiguous, calls.retry_after = call, error.retry_after
                 break  # never fail over: the first provider may have sent it
             if not error.permanent:
-                retry_after = max(retry_after or 0, error.retry_after or 0)
+                calls.retry_after = max(calls.retry_after or 0, error.retry_after or 0)
             continue
-        record_attempt(message, provider, rendered, started, result=result)
+        calls.accepted = Call(provider, started, _ms_since(started), result=result)
+        calls.made.append(calls.accepted)
         if config is not None:
-            breaker_record(tenant_id=message.tenant_id, config_id=config.pk, ok=True)
-        message_transition(
-            message=message, to=Status.SENT, reason_code="accepted_by_provider",
-            reason=f"Accepted by {provider.name}.", provider=provider.name,
-            provider_message_id=result.provider_message_id, sent_at=clock.now(),
-            rendered={"to": rendered.to, **rendered.content},
-        )
-        return Outcome(Status.SENT)
-    if retry_after is None and not ambiguous:
+            breakers.record(tenant_id=message.tenant_id, config_id=config.pk, ok=True)
+        break
+    return calls
+
+
+def record(message: Message, rendered: Rendered, calls: Calls) -> Outcome | None:
+    """Store one message's calls and move it on. None means every provider failed permanently:
+    the caller moves on to the next channel."""
+    if calls.accepted:
+        return record_accepted([(message, rendered, calls)]).get(message.pk, Outcome(Status.SENT))
+    Attempt.objects.bulk_create([attempt_row(message, rendered, call) for call in calls.made])
+    if calls.ambiguous:
+        message.provider = calls.ambiguous.provider.name
+        Message.objects.filter(pk=message.pk).update(provider=message.provider)
+    elif calls.retry_after is None:
         return None
-    return schedule_retry(message, retry_after)
+    return schedule_retry(message, calls.retry_after)
+
+
+def record_accepted(items: list[tuple[Message, Rendered, Calls]]) -> dict[int, Outcome]:
+    """Accepted sends, in one transaction and a few statements: their attempts and timeline
+    entries in bulk, and the messages still `sending` (the sweeper may have taken one) → `sent`."""
+    if not items:
+        return {}
+    now = clock.now()
+    for message, rendered, calls in items:
+        message.sent_at, message.channel = now, rendered.channel
+        message.provider = calls.accepted.provider.name
+        message.provider_message_id = calls.accepted.result.provider_message_id
+        message.rendered = {"to": rendered.to, **rendered.content}
+    with transaction.atomic():
+        moved = _mark_sent([message for message, _, _ in items], now)
+        Attempt.objects.bulk_create([attempt_row(message, rendered, call)
+                                     for message, rendered, calls in items for call in calls.made])
+        sent = [message for message, _, _ in items if message.pk in moved]
+        StatusEvent.objects.bulk_create([
+            StatusEvent(message=message, status=Status.SENT, reason_code="accepted_by_provider",
+                        reason=f"Accepted by {message.provider}.", created_at=now) for message in sent])
+    for message in sent:
+        message.status, message.updated_at = Status.SENT, now
+    return {message.pk: Outcome(Status.SENT) for message in sent}
+
+
+# PostgreSQL: one conditional UPDATE for the whole batch, its per-row values as arrays.
+_MARK_SENT = """
+    UPDATE messaging_message AS m SET status = %(sent)s, updated_at = %(now)s, sent_at = %(now)s,
+        channel = u.channel, provider = u.provider, provider_message_id = u.pmid,
+        rendered = u.rendered::jsonb
+    FROM unnest(%(ids)s::bigint[], %(channel)s::text[], %(provider)s::text[], %(pmid)s::text[],
+        %(rendered)s::text[]) AS u(id, channel, provider, pmid, rendered)
+    WHERE m.id = u.id AND m.status = %(sending)s
+    RETURNING m.id
+"""
+
+
+def _mark_sent(messages: list[Message], now: datetime) -> set[int]:
+    """`sending` → `sent` with each message's send fields; the ids that moved."""
+    assert Status.SENT in TRANSITIONS[Status.SENDING]
+    if connection.vendor != "postgresql":
+        fields = ["channel", "provider", "provider_message_id", "rendered"]
+        return {m.pk for m in messages if Message.objects.filter(pk=m.pk, status=Status.SENDING).update(
+            status=Status.SENT, updated_at=now, sent_at=now, **{f: getattr(m, f) for f in fields})}
+    with connection.cursor() as cursor:
+        cursor.execute(_MARK_SENT, {
+            "sent": Status.SENT, "sending": Status.SENDING, "now": now, "ids": [m.pk for m in messages],
+            "channel": [m.channel for m in messages], "provider": [m.provider for m in messages],
+            "pmid": [m.provider_message_id for m in messages],
+            "rendered": [json.dumps(m.rendered) for m in messages]})
+        return {row[0] for row in cursor.fetchall()}
 
 
 def schedule_retry(message: Message, retry_after: float | None) -> Outcome:
@@ -180,7 +336,8 @@ def schedule_retry(message: Message, retry_after: float | None) -> Outcome:
     return Outcome(Status.QUEUED, retry_in=delay)
 
 
-def record_attempt(message, provider, rendered, started, *, result=None, error=None) -> Attempt:
+def attempt_row(message: Message, rendered: Rendered, call: Call) -> Attempt:
+    error, result = call.error, call.result
     if error is None:
         outcome = Attempt.Outcome.ACCEPTED
     elif error.ambiguous:
@@ -188,11 +345,30 @@ def record_attempt(message, provider, rendered, started, *, result=None, error=N
     else:
         outcome = Attempt.Outcome.PERMANENT if error.permanent else Attempt.Outcome.RETRYABLE
     source = result or error
-    return Attempt.objects.create(
-        message=message, channel=rendered.channel, provider=provider.name, outcome=outcome,
+    return Attempt(
+        message=message, channel=rendered.channel, provider=call.provider.name, outcome=outcome,
         request_summary=result.request_summary if result else {"to": rendered.to},
         response_code=source.response_code, response_excerpt=(source.response_excerpt or "")[:2000],
         error_class=type(error).__name__ if error else "",
         provider_message_id=result.provider_message_id if result else "",
-        duration_ms=int((clock.now() - started).total_seconds() * 1000), created_at=started,
+        duration_ms=call.duration_ms, created_at=call.started,
     )
+
+
+def _ms_since(started: datetime) -> int:
+    return int((clock.now() - started).total_seconds() * 1000)
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def in_parallel(fn, items: list) -> list:
+    """fn over items, in SIGNALBOX_SEND_THREADS threads (created in the worker process on first
+    use, after any fork). Without Redis the cache lives in the database, so it stays serial."""
+    global _pool
+    threads = settings.SIGNALBOX_SEND_THREADS
+    if threads <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send")
+    return list(_pool.map(fn, items))

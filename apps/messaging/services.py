@@ -48,25 +48,40 @@ def message_note(*, message: Message, status: str, reason_code: str, reason: str
 
 
 def message_create(*, message: Message) -> Message:
-    """Store a new message (scheduled if send_at is in the future) and enqueue it on commit.
-    A second create with the same dedupe_key returns the first message instead."""
-    from apps.messaging.tasks import send_message
+    return message_create_many(messages=[message])[0]
 
+
+def message_create_many(*, messages: list[Message]) -> list[Message]:
+    """Store new messages (scheduled if send_at is in the future) and enqueue them on commit, in
+    a few statements whatever their number. A message whose dedupe_key its tenant already has is
+    not stored again: the existing one is returned in its place."""
     now = clock.now()
-    scheduled = message.send_at is not None and message.send_at > now
-    message.status = Status.SCHEDULED if scheduled else Status.QUEUED
-    message.next_attempt_at = message.send_at if scheduled else None
     with transaction.atomic():
-        existing = Message.objects.filter(tenant=message.tenant, dedupe_key=message.dedupe_key).first()
-        if existing is not None:
-            return existing
-        message.save()
-        StatusEvent.objects.create(message=message, status=message.status, reason_code="accepted",
-                                   reason="Accepted from the API", created_at=now,
-                                   detail={"send_at": message.send_at.isoformat()} if scheduled else {})
-        if not scheduled:
-            enqueue_on_commit(send_message, message.pk)
-    return message
+        existing = {(m.tenant_id, m.dedupe_key): m for m in Message.objects.filter(
+            tenant__in={m.tenant_id for m in messages}, dedupe_key__in=[m.dedupe_key for m in messages])}
+        new = [m for m in messages if (m.tenant_id, m.dedupe_key) not in existing]
+        for message in new:
+            scheduled = message.send_at is not None and message.send_at > now
+            message.status = Status.SCHEDULED if scheduled else Status.QUEUED
+            message.next_attempt_at = message.send_at if scheduled else None
+            message.created_at = message.updated_at = now
+        Message.objects.bulk_create(new)
+        StatusEvent.objects.bulk_create([
+            StatusEvent(message=m, status=m.status, reason_code="accepted", reason="Accepted from the API",
+                        created_at=now,
+                        detail={"send_at": m.send_at.isoformat()} if m.status == Status.SCHEDULED else {})
+            for m in new])
+        enqueue_sends([m.pk for m in new if m.status == Status.QUEUED])
+    return [existing.get((m.tenant_id, m.dedupe_key), m) for m in messages]
+
+
+def enqueue_sends(message_ids: list[int]) -> None:
+    """`messaging.send` tasks for these messages, SIGNALBOX_SEND_BATCH per task, after commit."""
+    from apps.messaging.tasks import send_messages
+
+    size = settings.SIGNALBOX_SEND_BATCH
+    for start in range(0, len(message_ids), size):
+        enqueue_on_commit(send_messages, message_ids[start:start + size])
 
 
 def message_cancel(*, message: Message, reason: str = "Cancelled through the API") -> Message:
@@ -82,8 +97,6 @@ def message_cancel(*, message: Message, reason: str = "Cancelled through the API
 def messages_release_due() -> int:
     """Tick job: scheduled messages whose time has come, and retries whose back-off is over,
     are (re-)queued and enqueued. Rows are claimed with SKIP LOCKED so ticks never collide."""
-    from apps.messaging.tasks import send_message
-
     now = clock.now()
     with transaction.atomic():
         due = list(
@@ -97,15 +110,13 @@ def messages_release_due() -> int:
                                    reason="Scheduled time reached", next_attempt_at=None)
             else:
                 Message.objects.filter(pk=message.pk).update(next_attempt_at=None)
-            enqueue_on_commit(send_message, message.pk)
+        enqueue_sends([m.pk for m in due])
     return len(due)
 
 
 def messages_rescue_stuck() -> int:
     """Tick job: a message left `sending` (its worker died) or `queued` without a task running
     it (the broker lost it) for longer than the stuck timeout is queued and enqueued again."""
-    from apps.messaging.tasks import send_message
-
     cutoff = clock.now() - timedelta(seconds=settings.SIGNALBOX_MESSAGE_STUCK_SECONDS)
     with transaction.atomic():
         stuck = list(
@@ -120,7 +131,7 @@ def messages_rescue_stuck() -> int:
                                    reason="No worker finished sending it; trying again.")
             else:
                 Message.objects.filter(pk=message.pk).update(updated_at=clock.now())
-            enqueue_on_commit(send_message, message.pk)
+        enqueue_sends([m.pk for m in stuck])
     if stuck:
         logger.warning("re-enqueued %d stuck messages", len(stuck))
     return len(stuck)

@@ -48,6 +48,12 @@ def test_send_then_read_the_timeline(api):
     ({**EMAIL, "send_at": "tomorrow"}, "send_at"),
     ({**EMAIL, "recipient": None}, "recipient"),
     ({**EMAIL, "template": "welcome"}, "template"),
+    ({**EMAIL, "recipients": ["a"]}, "recipients"),
+    ({**EMAIL, "recipient": None, "recipients": []}, "recipients"),
+    ({**EMAIL, "recipient": None, "recipients": ["a"] * 1001}, "recipients"),
+    ({**EMAIL, "recipient": None, "recipients": ["a", "b", "a"]}, "recipients[2]"),
+    ({**EMAIL, "recipient": None, "recipients": ["a", {"external_id": "b", "email": "x"}]},
+     "recipients[1].email"),
 ])
 def test_bad_requests_name_the_field_and_create_nothing(api, body, field):
     response = send(api, body)
@@ -106,3 +112,22 @@ def test_a_write_key_cannot_send(tenant):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(tenant, kind=ApiKey.Kind.WRITE)}")
     assert send(client).status_code == 401
+
+
+def test_one_request_sends_to_many_recipients(api, tenant, django_capture_on_commit_callbacks, settings):
+    settings.SIGNALBOX_SEND_BATCH = 2
+    body = {**EMAIL, "recipient": None,
+            "recipients": ["user-1", {"external_id": "user-2", "email": "grace@example.com"}, "user-3"]}
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = send(api, body, HTTP_IDEMPOTENCY_KEY="newsletter-1")
+    assert response.status_code == 202
+    accepted = response.json()["messages"]
+    assert [m["recipient"] for m in accepted] == ["user-1", "user-2", "user-3"]
+    assert len(callbacks) == 2  # one send task per SIGNALBOX_SEND_BATCH messages
+    messages = Message.objects.filter(tenant=tenant).order_by("pk")
+    assert [m.dedupe_key for m in messages] == [f"api:newsletter-1:user-{i}" for i in (1, 2, 3)]
+    assert messages[1].recipient.email == "grace@example.com"
+    outcomes = pipeline.messages_send(message_ids=[m["id"] for m in accepted])
+    assert [outcomes[m["id"]].status for m in accepted] == ["failed", "sent", "failed"]  # no address
+    retry = send(api, body, HTTP_IDEMPOTENCY_KEY="newsletter-1")
+    assert retry.json()["messages"] == accepted

@@ -67,16 +67,15 @@ class MessageListCreateView(TenantAPIView):
     def post(self, request):
         send = intake.parse_send(_object(request.data),
                                  idempotency_key=request.headers.get("Idempotency-Key"))
-        ids = recipients.recipients_resolve_many(tenant=self.tenant, external_ids=[send.external_id])
-        if send.profile:
-            recipients.recipients_apply_profiles(
-                tenant=self.tenant, profiles={ids[send.external_id]: send.profile})
-        message = send.message
-        message.tenant, message.recipient_id = self.tenant, ids[send.external_id]
-        message.test_mode = request.auth.mode == ApiKey.Mode.TEST
-        message = services.message_create(message=message)
-        return Response({"messages": [{"id": message.pk, "recipient": send.external_id,
-                                       "status": message.status}]}, status=202)
+        ids = recipients.recipients_resolve_many(
+            tenant=self.tenant, external_ids=[external_id for external_id, _ in send.recipients])
+        recipients.recipients_apply_profiles(tenant=self.tenant, profiles={
+            ids[external_id]: profile for external_id, profile in send.recipients if profile})
+        messages = services.message_create_many(messages=send.messages(
+            tenant=self.tenant, recipient_ids=ids, test_mode=request.auth.mode == ApiKey.Mode.TEST))
+        return Response({"messages": [
+            {"id": message.pk, "recipient": external_id, "status": message.status}
+            for message, (external_id, _) in zip(messages, send.recipients, strict=True)]}, status=202)
 
     @extend_schema(
         operation_id="message_history", summary="A recipient's messages, newest first",

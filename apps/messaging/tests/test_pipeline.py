@@ -1,8 +1,11 @@
 """The pipeline with in-process test providers: routing, failover, retries, expiry."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.core import clock
 from apps.delivery.models import ProviderConfig
@@ -28,7 +31,8 @@ class ScriptedProvider(Provider):
 
     def send(self, rendered, *, idempotency_key):
         calls.append((self.name, rendered.channel, idempotency_key))
-        answer = script.get(self.name, ["ok"]).pop(0) if script.get(self.name) else "ok"
+        answers = script.get(f"{self.name}:{rendered.to}") or script.get(self.name)  # by address first
+        answer = answers.pop(0) if answers else "ok"
         if isinstance(answer, ProviderError):
             raise answer
         return ProviderResult(provider_message_id=f"{self.name}-1", response_code=202)
@@ -51,12 +55,12 @@ def provider(tenant, name, channel="email", position=0):
                                          position=position)
 
 
-def message(tenant, channels=("email",), **fields):
-    recipient = RecipientFactory(tenant=tenant, email="ada@example.com", phone="+14155550101")
+def message(tenant, channels=("email",), email="ada@example.com", **fields):
+    recipient = RecipientFactory(tenant=tenant, email=email, phone="+14155550101")
     content = {"email": {"subject": "Hi", "text": "Hello"}, "sms": {"text": "Hi"}}
     return services.message_create(message=Message(
         tenant=tenant, recipient=recipient, channels=list(channels),
-        content={c: content[c] for c in channels}, dedupe_key=f"test:{clock.now().timestamp()}",
+        content={c: content[c] for c in channels}, dedupe_key=f"test:{uuid.uuid4()}",
         **fields))
 
 
@@ -244,3 +248,37 @@ def test_a_channel_whose_providers_are_all_down_falls_back_or_waits(tenant, sett
     outcome = pipeline.message_send(message_id=waiting.pk)
     assert outcome.status == Status.QUEUED
     assert outcome.retry_in >= settings.SIGNALBOX_BREAKER_COOL_DOWN_SECONDS
+
+
+def test_a_batch_is_sent_together_and_its_uncommon_paths_one_by_one(tenant):
+    provider(tenant, "primary")
+    provider(tenant, "secondary", position=1)
+    provider(tenant, "texts", channel="sms")
+    plain = [message(tenant, channels=("email", "sms"), email=f"u{i}@example.com") for i in range(20)]
+    failover = message(tenant, email="failover@example.com")
+    script["primary:failover@example.com"] = [ProviderError("503", response_code=503)]
+    rerouted = message(tenant, channels=("email", "sms"), email="bad@example.com")
+    script["primary:bad@example.com"] = [ProviderError("invalid", permanent=True, response_code=422)]
+    script["secondary:bad@example.com"] = [ProviderError("invalid", permanent=True, response_code=422)]
+    expired = message(tenant, email="late@example.com", expires_at=clock.now() - timedelta(seconds=1))
+    ids = [m.pk for m in [*plain, failover, rerouted, expired]]
+    with CaptureQueriesContext(connection) as queries:
+        pipeline.messages_send(message_ids=[m.pk for m in plain])  # the common path, in bulk
+    # A few statements for the batch (SQLite: one UPDATE per message); the cache is not counted.
+    counted = [q for q in queries.captured_queries if "signalbox_cache" not in q["sql"]]
+    assert len(counted) <= (12 if connection.vendor == "postgresql" else 12 + len(plain)), counted
+    assert Message.objects.filter(pk__in=[m.pk for m in plain], status=Status.SENT).count() == 20
+    outcomes = pipeline.messages_send(message_ids=ids)
+    assert {pk: o.status for pk, o in outcomes.items()} == {
+        failover.pk: Status.SENT, rerouted.pk: Status.SENT, expired.pk: Status.EXPIRED}  # plain: done
+    failover.refresh_from_db()
+    rerouted.refresh_from_db()
+    assert [(a.provider, a.outcome) for a in failover.attempt_rows.all()] == [
+        ("primary", "retryable"), ("secondary", "accepted")]
+    assert (rerouted.channel, rerouted.provider) == ("sms", "texts")
+    assert statuses(rerouted) == ["queued", "sending", "rerouted", "sent"]
+    assert not Message.objects.get(pk=expired.pk).attempt_rows.exists()
+    sent = Message.objects.get(pk=plain[0].pk)
+    assert (sent.channel, sent.provider, sent.provider_message_id, sent.rendered) == (
+        "email", "primary", "primary-1", {"to": "u0@example.com", "subject": "Hi", "text": "Hello"})
+    assert statuses(sent) == ["queued", "sending", "sent"]
