@@ -23,7 +23,7 @@ from apps.core import clock
 from apps.delivery.breaker import Breakers
 from apps.delivery.providers.base import Provider, ProviderError, ProviderResult, Rendered
 from apps.delivery.providers.registry import provider_for
-from apps.delivery.selectors import providers_for
+from apps.delivery.selectors import ProviderLookup
 from apps.messaging.models import TRANSITIONS, Attempt, Channel, Message, Status, StatusEvent
 from apps.messaging.services import message_note, message_transition
 
@@ -78,7 +78,9 @@ def messages_send(*, message_ids: list[int]) -> dict[int, Outcome]:
     worker claimed."""
     messages = claim_many(message_ids)
     lookup = ProviderLookup()
-    providers = {message.pk: lookup.of(message) for message in messages}
+    providers = {message.pk: {} if message.test_mode else {
+        channel: lookup(tenant=message.tenant, channel=channel) for channel in message.channels}
+        for message in messages}
     breakers = Breakers((message.tenant_id, config.pk) for message in messages
                         for configs in providers[message.pk].values() for config in configs)
     outcomes, ready = {}, []
@@ -170,22 +172,6 @@ def claim(message_id: int) -> Message | None:
 
 def expired(message: Message) -> bool:
     return message.expires_at is not None and message.expires_at <= clock.now()
-
-
-class ProviderLookup:
-    """Each (tenant, channel)'s providers, looked up once per batch (the hierarchy walk costs
-    queries)."""
-
-    def __init__(self):
-        self.found = {}
-
-    def of(self, message: Message) -> dict[str, list]:
-        if message.test_mode:
-            return {}
-        for channel in message.channels:
-            if (message.tenant_id, channel) not in self.found:
-                self.found[message.tenant_id, channel] = providers_for(tenant=message.tenant, channel=channel)
-        return {channel: self.found[message.tenant_id, channel] for channel in message.channels}
 
 
 def eligibility(message: Message, providers: dict[str, list], breakers: Breakers) -> dict[str, str]:
