@@ -89,3 +89,7 @@ class Provider:
     def test_connection(self) -> str:
         """Check credentials and reachability without sending; raise ProviderError if not."""
         return "ok"
+
+    def config_errors(self) -> list[tuple[str, str]]:
+        """(form field, message) for each problem in the configuration; the admin shows them."""
+        return []
