@@ -1,6 +1,8 @@
-"""Sends through real protocol peers: an SMTP server, and HTTP endpoints for webhooks."""
+"""Sends through real protocol peers: an SMTP server, HTTP endpoints for webhooks, and an ESP
+simulator (Postmark's API)."""
 
 import base64
+import json
 import os
 
 import pytest
@@ -13,7 +15,7 @@ from apps.messaging import pipeline
 from apps.messaging.models import Message
 from apps.tenants.tests.factories import TenantFactory
 from tests.fixtures.processes import wait_for
-from tests.fixtures.servers import FakeProviderServer, Reply
+from tests.fixtures.servers import FakeProviderServer, Reply, postmark
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -56,6 +58,32 @@ def test_an_email_arrives_at_the_smtp_server_with_proper_mime(celery_worker, smt
     assert wait_for(lambda: Message.objects.get(pk=message_id).status == "sent", timeout=10)
     message.refresh_from_db()
     assert email["Message-ID"] == message.provider_message_id == f"<msg-{message_id}@acme.example>"
+
+
+def test_an_email_arrives_at_postmark_through_its_api(celery_worker, http_server):
+    http_server.default = postmark
+    tenant = TenantFactory()
+    config = ProviderConfig(tenant=tenant, name="Postmark", channel="email", kind="postmark",
+                            from_email="hello@acme.example", from_name="Acme",
+                            settings={"api_url": http_server.url})
+    config.set_credentials({"server_token": "pm-token"})
+    config.save()
+    response = api_for(tenant).post("/api/v1/messages", {
+        "recipient": {"external_id": "u1", "email": "ada@example.com"}, "channel": "email",
+        "content": {"email": {"subject": "Your receipt", "text": "Thanks!", "html": "<p>Thanks!</p>"}}},
+        format="json")
+    message_id = response.json()["messages"][0]["id"]
+    wait_for(lambda: http_server.requests, timeout=30, message="the call to Postmark")
+    request = http_server.requests[0]
+    assert (request.path, request.headers["X-Postmark-Server-Token"]) == ("/email", "pm-token")
+    email = request.json()
+    assert (email["From"], email["To"], email["Subject"]) == ("Acme <hello@acme.example>", "ada@example.com",
+                                                              "Your receipt")
+    assert wait_for(lambda: Message.objects.get(pk=message_id).status == "sent", timeout=10)
+    message = Message.objects.get(pk=message_id)
+    attempt = message.attempt_rows.get()
+    assert attempt.request_summary["esp"] == "postmark" and message.provider == "Postmark"
+    assert message.provider_message_id == json.loads(attempt.response_excerpt)["MessageID"]
 
 
 def test_a_webhook_arrives_signed_per_standard_webhooks(celery_worker, http_server):

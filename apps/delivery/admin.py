@@ -11,23 +11,48 @@ class ProviderConfigForm(forms.ModelForm):
     kind = forms.ChoiceField(choices=[(k, k) for k in PROVIDERS])
     credentials = forms.JSONField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="JSON, e.g. {\"username\": \"…\", \"password\": \"…\"}. Stored encrypted and never "
+        help_text="JSON, e.g. {\"username\": \"…\", \"password\": \"…\"} (smtp), {\"api_key\": \"…\"} "
+                  "(sendgrid, most ESPs), {\"server_token\": \"…\"} (postmark). Stored encrypted and never "
                   "shown again; leave empty to keep the current credentials.")
 
     class Meta:
         model = ProviderConfig
         fields = ["tenant", "name", "channel", "kind", "position", "enabled", "from_email",
                   "from_name", "settings"]
+        help_texts = {"settings": "JSON, e.g. {\"host\": \"…\", \"port\": 587} (smtp), "
+                                  "{\"api_url\": \"https://api.sendgrid.com/v3/\"} (sendgrid, postmark), "
+                                  "{\"esp\": \"mailgun\", \"api_url\": \"…\"} (anymail)."}
 
     def clean(self):
         cleaned = super().clean()
         kind, channel = cleaned.get("kind"), cleaned.get("channel")
         if kind and channel and channel not in provider_for(ProviderConfig(kind=kind)).channels:
             self.add_error("channel", f"A {kind} provider cannot send {channel}.")
-        credentials = cleaned.get("credentials")
+        if "settings" in cleaned and cleaned["settings"] is None:  # left empty: no options
+            cleaned["settings"] = {}
+        settings, credentials = cleaned.get("settings"), cleaned.get("credentials")
+        if settings is not None and not isinstance(settings, dict):
+            self.add_error("settings", "A JSON object.")
         if credentials not in (None, "") and not isinstance(credentials, dict):
             self.add_error("credentials", "A JSON object.")
+        if kind and not self.has_error("settings") and not self.has_error("credentials"):
+            self._check_config(kind, cleaned)
         return cleaned
+
+    def _check_config(self, kind: str, cleaned: dict) -> None:
+        """The provider's own checks, on the config as it would be saved."""
+        candidate = ProviderConfig(kind=kind, channel=cleaned.get("channel") or "",
+                                   settings=cleaned.get("settings") or {},
+                                   from_email=cleaned.get("from_email") or "",
+                                   from_name=cleaned.get("from_name") or "")
+        try:
+            candidate.set_credentials(cleaned.get("credentials") or self.instance.credentials)
+        except ValueError as exc:  # the stored credentials no longer decrypt
+            self.add_error("credentials", f"{exc} Enter the credentials again.")
+            return
+        for field, message in provider_for(candidate).config_errors():
+            if not self.has_error(field):
+                self.add_error(field, message)
 
     def save(self, commit=True):
         if self.cleaned_data.get("credentials"):

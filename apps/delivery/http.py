@@ -6,9 +6,12 @@
   the connection goes to the checked address (TLS still verifies the host name), so a DNS
   answer cannot change between the check and the connection.
 - Failures say whether the request may have reached the server (see ProviderError).
+- Libraries that need a `requests.Session` (anymail) get a SafeSession, which sends through
+  the same client.
 """
 
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
@@ -16,6 +19,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import requests
+import urllib3
 from django.conf import settings
 
 CONNECT_TIMEOUT = 5
@@ -119,3 +124,40 @@ def safe_request(method: str, url: str, *, body: bytes = b"", headers: dict | No
 def safe_post(url: str, *, body: bytes, headers: dict | None = None,
               timeout: float = READ_TIMEOUT) -> HttpResponse:
     return safe_request("POST", url, body=body, headers=headers, timeout=timeout)
+
+
+class SafeAdapter(requests.adapters.HTTPAdapter):
+    """A requests transport that sends through safe_request. A failure is a requests
+    ConnectionError (nothing was sent) or ReadTimeout (it may have been), caused by our
+    HttpError, whose `sent` says which."""
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        read_timeout = timeout[1] if isinstance(timeout, tuple) else timeout
+        body = request.body.encode() if isinstance(request.body, str) else request.body or b""
+        # identity: the body is handed back as received, never decompressed past the size cap.
+        headers = {**request.headers, "Accept-Encoding": "identity"}
+        try:
+            answer = safe_request(request.method, request.url, body=body, headers=headers,
+                                  timeout=read_timeout or READ_TIMEOUT)
+        except HttpError as exc:
+            error = requests.ReadTimeout if exc.sent else requests.ConnectionError
+            raise error(str(exc), request=request) from exc
+        raw = urllib3.HTTPResponse(
+            body=io.BytesIO(answer.body), headers=answer.headers, status=answer.status,
+            reason=http.client.responses.get(answer.status, ""), preload_content=False,
+            decode_content=False)
+        return self.build_response(request, raw)
+
+
+class SafeSession(requests.Session):
+    """A requests session whose every request goes through safe_request; proxies and .netrc
+    from the environment are ignored, and a redirect is returned to the caller, never followed."""
+
+    def __init__(self):
+        super().__init__()
+        self.trust_env = False
+        self.mount("http://", SafeAdapter())
+        self.mount("https://", SafeAdapter())
+
+    def get_redirect_target(self, response):
+        return None

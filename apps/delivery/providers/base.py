@@ -1,6 +1,10 @@
 """The one interface every provider implements (after healthchecks' hc/api/transports.py)."""
 
 from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+
+from apps.core import clock
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,33 @@ class ProviderError(Exception):
         self.retry_after = retry_after
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds: delta-seconds or an HTTP date
+    (https://www.rfc-editor.org/rfc/rfc9110#field.retry-after)."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - clock.now()).total_seconds())
+
+
+def classify(status: int, excerpt: str, retry_after: str | None) -> ProviderError | None:
+    """An HTTP answer → None (accepted) or the ProviderError it means."""
+    if 200 <= status < 300:
+        return None
+    if status in (408, 429) or status >= 500:
+        return ProviderError(f"HTTP {status}", response_code=status, response_excerpt=excerpt,
+                             retry_after=retry_after_seconds(retry_after))
+    return ProviderError(f"HTTP {status}", permanent=True, response_code=status,
+                         response_excerpt=excerpt)
+
+
 class Provider:
     kind: str = ""
     channels: frozenset[str] = frozenset()
@@ -58,3 +89,7 @@ class Provider:
     def test_connection(self) -> str:
         """Check credentials and reachability without sending; raise ProviderError if not."""
         return "ok"
+
+    def config_errors(self) -> list[tuple[str, str]]:
+        """(form field, message) for each problem in the configuration; the admin shows them."""
+        return []

@@ -8,6 +8,9 @@ PROVIDERS = {
     "log": "apps.delivery.providers.log.LogProvider",
     "smtp": "apps.delivery.providers.smtp.SmtpProvider",
     "webhook": "apps.delivery.providers.webhook.WebhookProvider",
+    "sendgrid": "apps.delivery.providers.esp.SendGridProvider",
+    "postmark": "apps.delivery.providers.esp.PostmarkProvider",
+    "anymail": "apps.delivery.providers.esp.AnymailProvider",
 }
 
 

@@ -12,6 +12,12 @@ from django.utils.html import strip_tags
 from apps.delivery.providers.base import Provider, ProviderError, ProviderResult, Rendered
 
 
+def message_id_for(config, idempotency_key: str) -> str:
+    """Our Message-ID: the same on every retry of a message, whichever provider sends it."""
+    domain = config.from_email.rpartition("@")[2] or "signalbox.local"
+    return f"<{idempotency_key}@{domain}>"
+
+
 def build_email(config, rendered: Rendered, *, message_id: str, connection=None) -> EmailMultiAlternatives:
     """A text + HTML alternative email with our Message-ID and any extra headers (the slot
     List-Unsubscribe goes in)."""
@@ -42,8 +48,7 @@ class SmtpProvider(Provider):
         )
 
     def send(self, rendered: Rendered, *, idempotency_key: str) -> ProviderResult:
-        domain = self.config.from_email.rpartition("@")[2] or "signalbox.local"
-        message_id = f"<{idempotency_key}@{domain}>"
+        message_id = message_id_for(self.config, idempotency_key)
         backend = self._backend()
         try:
             backend.open()

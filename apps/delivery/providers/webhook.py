@@ -12,25 +12,13 @@ import json
 import time
 
 from apps.delivery.http import HttpError, safe_post
-from apps.delivery.providers.base import Provider, ProviderError, ProviderResult, Rendered
+from apps.delivery.providers.base import Provider, ProviderError, ProviderResult, Rendered, classify
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{msg_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-
-
-def classify(status: int, excerpt: str, retry_after: str | None) -> ProviderError | None:
-    """An HTTP answer → None (accepted) or the ProviderError it means."""
-    if 200 <= status < 300:
-        return None
-    wait = float(retry_after) if retry_after and retry_after.isdigit() else None
-    if status in (408, 429) or status >= 500:
-        return ProviderError(f"HTTP {status}", response_code=status, response_excerpt=excerpt,
-                             retry_after=wait)
-    return ProviderError(f"HTTP {status}", permanent=True, response_code=status,
-                         response_excerpt=excerpt)
 
 
 def post_json(url: str, body: bytes, headers: dict, *, timeout: float) -> tuple[int, str]:

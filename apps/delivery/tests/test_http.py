@@ -1,4 +1,5 @@
 import pytest
+import requests
 
 from apps.delivery import http
 from tests.fixtures.servers import FakeProviderServer, Reply
@@ -55,3 +56,29 @@ def test_refused_connection_was_not_sent_and_a_timeout_may_have_been(server):
         assert timed_out.value.sent is True
     finally:
         slow.stop()
+
+
+def test_a_requests_session_sends_through_the_safe_client(server, settings):
+    server.script(Reply(302, headers={"Location": f"{server.url}/elsewhere"}))
+    response = http.SafeSession().post(f"{server.url}/v3/mail/send", data="{\"subject\": \"Grüße\"}",
+                                       headers={"Authorization": "Bearer k"})
+    assert response.status_code == 302 and [r.path for r in server.requests] == ["/v3/mail/send"]
+    assert response.json() == {"ok": True} and response.headers["Location"].endswith("/elsewhere")
+    assert server.requests[0].json() == {"subject": "Grüße"}
+    assert server.requests[0].headers["Authorization"] == "Bearer k"
+    settings.SIGNALBOX_HTTP_ALLOW_PRIVATE = []
+    with pytest.raises(requests.ConnectionError) as blocked:
+        http.SafeSession().post(f"{server.url}/v3/mail/send", data="{}")
+    assert isinstance(blocked.value.__cause__, http.BlockedAddress) and len(server.requests) == 1
+
+
+def test_a_requests_session_tells_a_refused_connection_from_a_late_answer(server):
+    server.script(Reply(delay=1.5))
+    with pytest.raises(requests.ReadTimeout) as late:
+        http.SafeSession().post(server.url, data=b"{}", timeout=0.5)
+    assert late.value.__cause__.sent is True
+    port = server.httpd.server_address[1]
+    server.stop()
+    with pytest.raises(requests.ConnectionError) as refused:
+        http.SafeSession().post(f"http://127.0.0.1:{port}/", data=b"{}")
+    assert refused.value.__cause__.sent is False
