@@ -263,7 +263,7 @@ SIGNALBOX_BREAKER_COOL_DOWN_SECONDS = 30
 # calls in (sends are I/O-bound). Without Redis the breaker state lives in the database, so the
 # embedded mode sends serially.
 SIGNALBOX_SEND_BATCH = read("SIGNALBOX_SEND_BATCH", env.int, default=50)
-SIGNALBOX_SEND_THREADS = read("SIGNALBOX_SEND_THREADS", env.int, default=16 if REDIS_URL else 1)
+SIGNALBOX_SEND_THREADS = read("SIGNALBOX_SEND_THREADS", env.int, default=50 if REDIS_URL else 1)
 SIGNALBOX_MESSAGE_STUCK_SECONDS = read("SIGNALBOX_MESSAGE_STUCK_SECONDS", env.int, default=300)
 # Networks the outbound HTTP client may reach although they are private (apps/delivery/http.py).
 # Empty in production; dev and tests allow loopback for local provider simulators.

@@ -56,8 +56,9 @@ def _message(tenant, message_id) -> Message:
 class MessageListCreateView(TenantAPIView):
     @extend_schema(
         operation_id="message_send", summary="Send a message",
-        description="Content per channel (`channels` is an ordered fallback list). A future "
-                    "`send_at` schedules it; past `expires_at` it is never sent.",
+        description="Content per channel (`channels` is an ordered fallback list). `recipient` (an "
+                    "external id or an inline profile), or `recipients`: up to 1,000, one message each. "
+                    "A future `send_at` schedules it; past `expires_at` it is never sent.",
         parameters=[IDEMPOTENCY_KEY], request=dict, responses={202: dict, **ERRORS},
         examples=[OpenApiExample("Email, else SMS", value=SEND_EXAMPLE, request_only=True),
                   OpenApiExample("Accepted", response_only=True, status_codes=["202"], value={
