@@ -51,8 +51,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BIN = Path(sys.executable).parent
 
 DESIGNS = {
-    "batched": {"SIGNALBOX_SEND_BATCH": "50", "SIGNALBOX_SEND_THREADS": "50"},
-    "naive": {"SIGNALBOX_SEND_BATCH": "1", "SIGNALBOX_SEND_THREADS": "1"},
+    "batched": {"env": {"SIGNALBOX_SEND_BATCH": "50", "SIGNALBOX_SEND_THREADS": "50"},
+                "pool": os.environ.get("BENCH_POOL", "threads -c 32").split(),
+                "processes": int(os.environ.get("BENCH_PROCESSES", "1"))},
+    "naive": {"env": {"SIGNALBOX_SEND_BATCH": "1", "SIGNALBOX_SEND_THREADS": "1"},
+              "pool": ["prefork", "-c", "2"], "processes": 1},
 }
 
 
@@ -175,23 +178,28 @@ class Bench:
             "P.objects.filter(tenant=t, channel='webhook').update(enabled=False)\n"
             f"P.objects.create(tenant=t, name='simulator', channel='webhook', kind='webhook', "
             f"settings={{'url': 'http://{HOST}:{self.sim_port}/hook', 'timeout': 10}})\n"))
-        self.start("web", [str(BIN / "gunicorn"), "config.wsgi", "-b", f"{HOST}:{self.api_port}",
-                           "--worker-class", "gthread", "--workers", "2", "--threads", "4",
-                           "--log-level", "warning"])
-        self.wait_http(f"http://{HOST}:{self.api_port}/healthz", "gunicorn")
+        self.start_web(self.env)
         # Create every recipient up front (scheduled far ahead: never sent), so that runs compare
         # sending, not first-time recipient creation.
         asyncio.run(self.post_bulk(self.args.messages, send_at="2099-01-01T00:00:00Z"))
+
+    def start_web(self, env: dict) -> None:
+        self.start("web", [str(BIN / "gunicorn"), "config.wsgi", "-b", f"{HOST}:{self.api_port}",
+                           "--worker-class", "gthread", "--workers", "2", "--threads", "4",
+                           "--log-level", "warning"], env)
+        self.wait_http(f"http://{HOST}:{self.api_port}/healthz", "gunicorn")
 
     def start_run(self, design: str, latency_ms: float) -> None:
         self.start("simulator", [sys.executable, __file__, "--simulator", str(self.sim_port),
                                  str(latency_ms)])
         self.wait_http(f"http://{HOST}:{self.sim_port}/count", "the simulator")
-        env = {**self.env, **DESIGNS[design]}
-        self.start("worker", [str(BIN / "celery"), "-A", "config", "worker", "-Q", "delivery",
-                              "-c", "2", "-P", "prefork", "--prefetch-multiplier", "1",
-                              "--without-heartbeat", "--without-mingle", "--without-gossip",
-                              "-l", "warning"], env)
+        env = {**self.env, **DESIGNS[design]["env"]}
+        self.start_web(env)  # the API enqueues SIGNALBOX_SEND_BATCH messages per task
+        for n in range(DESIGNS[design]["processes"]):
+            self.start(f"worker{n}", [str(BIN / "celery"), "-A", "config", "worker", "-Q", "delivery",
+                                      "-n", f"bench{n}@%h", "-P", *DESIGNS[design]["pool"],
+                                      "--prefetch-multiplier", "1", "--without-heartbeat",
+                                      "--without-mingle", "--without-gossip", "-l", "warning"], env)
         time.sleep(3)  # worker boot
 
     def received(self) -> dict[str, float]:
@@ -340,7 +348,7 @@ class Bench:
         started = time.time()
         try:
             self.setup()
-            for design in ("batched", "naive"):
+            for design in self.args.designs:
                 for latency in self.args.latencies:
                     self.run(design, latency)
         finally:
@@ -360,6 +368,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--naive-slow-messages", type=int, default=2_000,
                    help="messages for the naive design at a non-zero latency (default 2000)")
     p.add_argument("--latencies", type=lambda s: [float(x) for x in s.split(",")], default=[0.0, 50.0])
+    p.add_argument("--designs", type=lambda s: s.split(","), default=["batched", "naive"])
     p.add_argument("--rate", type=float, default=100.0, help="messages/s of the latency run")
     p.add_argument("--seconds", type=float, default=30.0, help="length of the latency run")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for delivery")

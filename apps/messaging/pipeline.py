@@ -11,6 +11,7 @@ checks to `eligibility` and `timing`. Until they land those stages pass everythi
 
 import json
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -346,15 +347,17 @@ def _ms_since(started: datetime) -> int:
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def in_parallel(fn, items: list) -> list:
-    """fn over items, in SIGNALBOX_SEND_THREADS threads (created in the worker process on first
+    """fn over items, in SIGNALBOX_SEND_THREADS threads shared by the process (created on first
     use, after any fork). Without Redis the cache lives in the database, so it stays serial."""
     global _pool
     threads = settings.SIGNALBOX_SEND_THREADS
     if threads <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send")
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send")
     return list(_pool.map(fn, items))

@@ -197,6 +197,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
+# Celery closes every database connection before and after each task (celery/fixups/django.py)
+# unless told to reuse them, and a reconnect costs more than a one-message send. With this set,
+# config/celery.py applies Django's own rule instead (CONN_MAX_AGE, health checks, errors).
+CELERY_DB_REUSE_MAX = 1_000_000
 # A task is acknowledged when it finishes, and redelivered if its worker dies mid-way.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
