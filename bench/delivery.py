@@ -18,7 +18,8 @@ For each design and each simulator latency (0 ms and 50 ms):
 
 Designs:
 - `batched` (ours): SIGNALBOX_SEND_BATCH messages per task, each batch's provider calls in
-  SIGNALBOX_SEND_THREADS threads, 2 prefork processes (one per core: the ORM work is CPU).
+  SIGNALBOX_SEND_THREADS threads; 2 worker processes (one per core: the ORM work is CPU and
+  holds the GIL), each `-P threads -c 16` (tasks wait on providers, so threads overlap them).
 - `naive`: one task per message (SIGNALBOX_SEND_BATCH=1, no threads), default prefork
   (concurrency = cores).
 
@@ -50,10 +51,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 BIN = Path(sys.executable).parent
 
-DESIGNS = {
+DESIGNS = {  # worker processes, each `celery worker -P <pool>`, and their settings
     "batched": {"env": {"SIGNALBOX_SEND_BATCH": "50", "SIGNALBOX_SEND_THREADS": "50"},
-                "pool": os.environ.get("BENCH_POOL", "threads -c 32").split(),
-                "processes": int(os.environ.get("BENCH_PROCESSES", "1"))},
+                "pool": ["threads", "-c", "16"], "processes": 2},
     "naive": {"env": {"SIGNALBOX_SEND_BATCH": "1", "SIGNALBOX_SEND_THREADS": "1"},
               "pool": ["prefork", "-c", "2"], "processes": 1},
 }
@@ -193,6 +193,8 @@ class Bench:
         self.start("simulator", [sys.executable, __file__, "--simulator", str(self.sim_port),
                                  str(latency_ms)])
         self.wait_http(f"http://{HOST}:{self.sim_port}/count", "the simulator")
+        for name in [n for n in self.procs if n.startswith("worker")]:
+            self.stop(name)
         env = {**self.env, **DESIGNS[design]["env"]}
         self.start_web(env)  # the API enqueues SIGNALBOX_SEND_BATCH messages per task
         for n in range(DESIGNS[design]["processes"]):
@@ -283,7 +285,7 @@ class Bench:
         n = self.args.messages if design == "batched" or latency_ms == 0 else self.args.naive_slow_messages
         log(f"{design}, {latency_ms:.0f} ms: starting")
         self.start_run(design, latency_ms)
-        row = {"design": design, "latency_ms": latency_ms, "messages": n}
+        row = {"design": design, "latency_ms": latency_ms, "messages": n, "load": os.getloadavg()[0]}
         started = time.time()
         ids = asyncio.run(self.post_bulk(n))
         accepted = time.time()
@@ -316,22 +318,26 @@ class Bench:
             f"`{' '.join(['.venv/bin/python', 'bench/delivery.py', *sys.argv[1:]])}` — "
             f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"{elapsed / 60:.1f} min in all.", "",
-            "gunicorn 2 gthread workers × 4 threads; Celery worker `-P prefork -c 2`; PostgreSQL and Redis "
-            "on the same machine; provider = the local simulator (webhook channel, signed POST).", "",
-            "| design | simulator latency | messages | delivered/s (accept → received) | API accept time "
-            f"| p50 / p99 at {self.args.rate:.0f}/s, from the 202 | p50 / p99 from the request sent |",
-            "|---|---|---|---|---|---|---|",
+            "gunicorn 2 gthread workers × 4 threads; PostgreSQL and Redis on the same machine; provider = "
+            "the local simulator (webhook channel, signed POST). Workers: "
+            + "; ".join(f"{name} {d['processes']} × `celery worker -P {' '.join(d['pool'])}` ("
+                        + ", ".join(f"{k}={v}" for k, v in d["env"].items()) + ")"
+                        for name, d in DESIGNS.items())
+            + ". `load` is the 1-minute load average when the run started (2 = both cores busy).", "",
+            "| design | simulator latency | load | messages | delivered/s (accept → received) "
+            f"| API accept time | p50 / p99 at {self.args.rate:.0f}/s, from the 202 "
+            "| p50 / p99 from the request sent |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in self.results:
+            head = f"| {r['design']} | {r['latency_ms']:.0f} ms | {r['load']:.1f} | {r['messages']:,} | "
             if "error" in r:
-                lines.append(f"| {r['design']} | {r['latency_ms']:.0f} ms | {r['messages']} | {r['error']} "
-                             "| | | |")
+                lines.append(f"{head}{r['error']} | | | |")
                 continue
             lat = (f"{r['p50']:.0f} / {r['p99']:.0f} ms ({r['latency_n']} msgs, {r['lost']} not received)"
                    if "p50" in r else "not run (see below)")
             sched = f"{r['p50_sched']:.0f} / {r['p99_sched']:.0f} ms" if "p50" in r else ""
-            lines.append(f"| {r['design']} | {r['latency_ms']:.0f} ms | {r['messages']:,} | "
-                         f"{r['throughput']:,.0f} | {r['api_seconds']:.1f} s | {lat} | {sched} |")
+            lines.append(f"{head}{r['throughput']:,.0f} | {r['api_seconds']:.1f} s | {lat} | {sched} |")
         by = {(r["design"], r["latency_ms"]): r.get("throughput") for r in self.results}
         lines.append("")
         for latency in self.args.latencies:
