@@ -66,6 +66,11 @@ def template_cache_clear() -> None:
     _tenants.clear()
 
 
+def brand_changed() -> None:
+    """A brand was edited: this process re-reads brands at once (others within 30 s)."""
+    _tenants.clear()
+
+
 def _tenant_info(tenant) -> _TenantInfo:
     """Lineage, default locale and brand of a tenant, cached per process for 30 s: three reads
     of the hierarchy saved on every send; a brand edit shows within that time."""
@@ -117,6 +122,15 @@ def template_render_for_send(*, tenant, key: str, channels: list[str], recipient
     channel has no content or rendering fails.
     """
     version = template_get_published(tenant, key)
+    _, content = template_render(tenant=tenant, version=version, channels=channels, recipient=recipient,
+                                 data=data, message=message)
+    return version, content
+
+
+def template_render(*, tenant, version: TemplateVersion, channels: list[str] | None, recipient: dict,
+                    data: dict, message: dict, locale: str = "") -> tuple[str, dict[str, dict]]:
+    """(the locale variant used, content per channel) of `version` for a send from `tenant`;
+    all the variant's channels when `channels` is None. `locale` overrides the recipient's."""
     _, compiled = _compiled(version.pk)
     info = _tenant_info(tenant)
     try:
@@ -124,17 +138,17 @@ def template_render_for_send(*, tenant, key: str, channels: list[str], recipient
                               message=message)
     except ValueError as error:
         raise InvalidInput.field("data", f"Cannot be used in a template: {error}.") from None
-    locale = compiled.locale_for(str(recipient.get("locale") or ""), info.default_locale)
+    chosen = compiled.locale_for(locale or str(recipient.get("locale") or ""), info.default_locale)
     content = {}
-    for channel in channels:
+    for channel in compiled.channels(chosen) if channels is None else channels:
         try:
-            content[channel] = compiled.render(locale=locale, channel=channel, context=context)
+            content[channel] = compiled.render(locale=chosen, channel=channel, context=context)
         except RenderError as error:
             raise InvalidInput.field(
-                "template", f"'{key}' version {version.number}: {error.message}") from None
+                "template", f"'{version.template.key}' version {version.number}: {error.message}") from None
     if "email" in content:
         content["email"].update(_sender(info.brand))
-    return version, content
+    return chosen, content
 
 
 def _sender(brand: dict) -> dict:
