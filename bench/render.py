@@ -54,7 +54,7 @@ def setup():
     data = {"cart": {"url": "https://shop.acme.example/cart/abc123", "total": 240.9, "items": items}}
     recipient = {"external_id": "user-1", "email": "ada@example.com", "locale": "en",
                  "attributes": {"first_name": "Ada", "plan": "pro"}}
-    tenant = {"name": "Acme", "slug": "acme", "logo_url": "", **{k: v for k, v in demo.BRAND.items()}}
+    tenant = {"name": "Acme", "slug": "acme", "logo_url": "", **demo.BRAND}
     message = {"id": 123456, "unsubscribe_url": "https://acme.example/u/abc",
                "preferences_url": "https://acme.example/p/abc"}
     return source, {"recipient": recipient, "data": data, "tenant": tenant, "message": message}
@@ -156,7 +156,7 @@ def report(rows, facts, args, elapsed: float) -> str:
         f"- Machine: nproc {os.cpu_count()} ({cpu_model()}), Python {platform.python_version()}, "
         f"python-liquid {version('python-liquid')}, mjml-python {version('mjml-python')}, "
         f"css-inline {version('css-inline')}; one process, one thread",
-        f"- Command: `.venv/bin/python bench/render.py {' '.join(sys.argv[1:])}`".rstrip() + f"; code: "
+        f"- Command: `{' '.join(['.venv/bin/python', 'bench/render.py', *sys.argv[1:]])}`; code: "
         f"{code_version()}",
         "- Template: the demo `cart-reminder` — MJML brand layout, 3 partials (greeting, signature, footer), "
         f"a loop over 10 cart items with `money`; {facts['html_bytes']:,} bytes of HTML and "
