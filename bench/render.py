@@ -74,11 +74,13 @@ def measure(fn, renders: int, warmup: int) -> dict:
     for _ in range(warmup):
         fn()
     samples = []
+    cpu_started = time.process_time_ns()
     for _ in range(renders):
         started = time.perf_counter_ns()
         fn()
         samples.append(time.perf_counter_ns() - started)
-    return percentiles(samples)
+    # CPU time per render: what the render costs, whatever else runs on the machine.
+    return {**percentiles(samples), "cpu": (time.process_time_ns() - cpu_started) / renders / 1e6}
 
 
 def run(args) -> tuple[list[tuple[str, dict]], dict]:
@@ -163,13 +165,15 @@ def report(rows, facts, args, elapsed: float) -> str:
         f"{facts['text_bytes']:,} of text per send",
         f"- Each render: `context_for` (copies the plain data) + `CompiledVersion.render` per channel; "
         f"{args.warmup} warm-up renders, then {args.renders:,} measured one after another",
+        f"- Load average before the run: {args.load:.2f} (the machine's other work shows in p99 and max; "
+        "`CPU/render` is this process's CPU time per render)",
         "",
-        "| warm render | median | p95 | p99 | max | mean |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| warm render | median | p95 | p99 | max | mean | CPU/render |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in rows:
         lines.append(f"| {name} | {s['median']:.3f} ms | {s['p95']:.3f} ms | {s['p99']:.3f} ms | "
-                     f"{s['max']:.3f} ms | {s['mean']:.3f} ms |")
+                     f"{s['max']:.3f} ms | {s['mean']:.3f} ms | {s['cpu']:.3f} ms |")
     c, k = facts["compile"], facts["cold"]
     lines += [
         "",
@@ -193,6 +197,7 @@ def main() -> None:
     parser.add_argument("--compiles", type=int, default=20, help="compiles and cold renders measured")
     parser.add_argument("--no-write", action="store_true", help="print only; keep results/ as it is")
     args = parser.parse_args()
+    args.load = os.getloadavg()[0]
     started = time.monotonic()
     rows, facts = run(args)
     text = report(rows, facts, args, time.monotonic() - started)
