@@ -6,7 +6,7 @@ import re
 
 from django.conf import settings
 
-from apps.content.models import Brand, Layout, Partial, Template
+from apps.content.models import Brand, Layout, Partial, Template, TemplateLocale
 from apps.content.rendering import CHANNEL_FIELDS
 
 # Model field → (channel, source name). `email_body` is compiled into `html`.
@@ -144,3 +144,33 @@ def sample_for(template: Template) -> tuple[dict, dict]:
 
 def default_locale_for(tenant) -> str:
     return tenant.effective_default_locale() or settings.SIGNALBOX_DEFAULT_LOCALE
+
+
+def template_edits(*, template: Template, limit: int = 50) -> list[dict]:
+    """The latest saves of a template's draft and its locale variants (django-simple-history):
+    when, who, and which fields changed."""
+    def edits(records, label: str) -> list[dict]:
+        records = list(records[: limit + 1])
+        out = []
+        for newer, older in zip(records, [*records[1:], None], strict=False):
+            if older is None and len(records) > limit:
+                break
+            if newer.history_type == "+":
+                what = "created"
+            elif newer.history_type == "-":
+                what = "deleted"
+            else:
+                changed = newer.diff_against(older).changed_fields if older else []
+                what = "changed " + ", ".join(changed) if changed else "saved without changes"
+            reason = f" ({newer.history_change_reason})" if newer.history_change_reason else ""
+            out.append({"when": newer.history_date, "who": newer.history_user, "what": label + what + reason})
+        return out
+
+    rows = edits(template.history.select_related("history_user"), "")
+    locale_history = TemplateLocale.history.filter(template_id=template.pk).select_related("history_user")
+    by_locale: dict[str, list] = {}
+    for record in locale_history.order_by("-history_date", "-history_id")[: limit * 4]:
+        by_locale.setdefault(record.locale, []).append(record)
+    for locale, records in by_locale.items():
+        rows += edits(records, f"locale {locale}: ")
+    return sorted(rows, key=lambda row: row["when"], reverse=True)[:limit]

@@ -5,6 +5,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -88,7 +89,8 @@ def _tenant_info(tenant) -> _TenantInfo:
 def _compiled(version_id: int) -> tuple[TemplateVersion, CompiledVersion]:
     hit = _versions.get(version_id)
     if hit is None:
-        version = TemplateVersion.objects.select_related("template").get(pk=version_id)
+        # `source` is for people (diffs, revert); sends need only what it compiled to.
+        version = TemplateVersion.objects.select_related("template").defer("source").get(pk=version_id)
         hit = (version, CompiledVersion(version.compiled))
         _versions.put(version_id, hit)
     return hit
@@ -111,24 +113,27 @@ def template_get_published(tenant, key: str) -> TemplateVersion:
 
 
 def template_render_for_send(*, tenant, key: str, channels: list[str], recipient: dict, data: dict,
-                             message: dict) -> tuple[TemplateVersion, dict[str, dict]]:
+                             message: dict, link_wrapper: Callable[[str], str] | None = None,
+                             ) -> tuple[TemplateVersion, dict[str, dict]]:
     """The published version of `key` and, per channel, the content as the providers take it
     (the send API's `content` fields). The recipient's locale picks the variant (pt-BR → pt →
     tenant default → the template's own content).
 
     `recipient`: profile fields and `attributes` (see `recipient_profile`); `data`: the event's
     properties or the send's data; `message`: ids and unsubscribe/preference URLs.
+    `link_wrapper(url) -> url`, if given, rewrites every link of the email (click tracking).
     Raises NotFound for an unknown or unpublished key, InvalidInput (field "template") when a
     channel has no content or rendering fails.
     """
     version = template_get_published(tenant, key)
     _, content = template_render(tenant=tenant, version=version, channels=channels, recipient=recipient,
-                                 data=data, message=message)
+                                 data=data, message=message, link_wrapper=link_wrapper)
     return version, content
 
 
 def template_render(*, tenant, version: TemplateVersion, channels: list[str] | None, recipient: dict,
-                    data: dict, message: dict, locale: str = "") -> tuple[str, dict[str, dict]]:
+                    data: dict, message: dict, locale: str = "",
+                    link_wrapper: Callable[[str], str] | None = None) -> tuple[str, dict[str, dict]]:
     """(the locale variant used, content per channel) of `version` for a send from `tenant`;
     all the variant's channels when `channels` is None. `locale` overrides the recipient's."""
     _, compiled = _compiled(version.pk)
@@ -142,7 +147,8 @@ def template_render(*, tenant, version: TemplateVersion, channels: list[str] | N
     content = {}
     for channel in compiled.channels(chosen) if channels is None else channels:
         try:
-            content[channel] = compiled.render(locale=chosen, channel=channel, context=context)
+            content[channel] = compiled.render(locale=chosen, channel=channel, context=context,
+                                               link_wrapper=link_wrapper)
         except RenderError as error:
             raise InvalidInput.field(
                 "template", f"'{version.template.key}' version {version.number}: {error.message}") from None

@@ -239,6 +239,7 @@ class TemplateAdmin(TenantScopedAdmin, SimpleHistoryAdmin):
         versions = list(template.versions.select_related("created_by", "reviewed_by"))
         return TemplateResponse(request, "admin/content/template/versions.html", self._context(
             request, template, "Versions", versions=versions,
+            edits=selectors.template_edits(template=template),
             may_approve=services.user_may_approve(request.user, template.tenant)))
 
     def diff_view(self, request, object_id):

@@ -159,6 +159,25 @@ def test_diff_between_any_two_versions_and_revert(client, marketer, tenant):
     assert "No differences." in client.get(url("diff", template), {"a": "1", "b": "3"}).content.decode()
     history = client.get(reverse("admin:content_template_history", args=[template.pk])).content.decode()
     assert "Reverted to version 1" in history and "mara" in history
+    edits = client.get(url("versions", template)).content.decode().split('id="edits"')[1]
+    assert "(Reverted to version 1)" in edits and "mara" in edits
+
+
+def test_edits_of_the_draft_and_its_locales_are_listed_with_who_made_them(client, marketer, tenant):
+    client.post(reverse("admin:content_template_add"), form_data(tenant, sms_text="one", **{
+        "locales-TOTAL_FORMS": "1", "locales-0-locale": "de", "locales-0-email_format": "mjml",
+        "locales-0-sms_text": "eins"}))
+    template = Template.objects.get()
+    row = template.locales.get()
+    data = form_data(tenant, sms_text="two", **{
+        "locales-TOTAL_FORMS": "1", "locales-INITIAL_FORMS": "1", "locales-0-id": row.pk,
+        "locales-0-template": template.pk, "locales-0-locale": "de", "locales-0-email_format": "mjml",
+        "locales-0-sms_text": "zwei"})
+    assert client.post(reverse("admin:content_template_change", args=[template.pk]), data).status_code == 302
+    edits = client.get(url("versions", template)).content.decode().split('id="edits"')[1]
+    assert edits.count("mara") == 4
+    assert "changed sms_text" in edits and "locale de: changed sms_text" in edits
+    assert "locale de: created" in edits and "<td>created</td>" in edits
 
 
 @pytest.fixture
