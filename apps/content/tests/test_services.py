@@ -195,3 +195,14 @@ def test_revert_makes_a_new_version_with_the_old_content_and_restores_the_draft(
     assert template.sms_text == "one" and list(template.locales.values_list("locale", "sms_text")) == [
         ("de", "eins")]
     assert template.history.first().history_change_reason == "Reverted to version 1"
+
+
+def test_rendered_content_passes_the_send_apis_content_checks(tenant):
+    """The pipeline hands template content to providers as if the API had sent it."""
+    from apps.messaging import intake
+
+    published(TemplateFactory(tenant=tenant, key="k", push_title="t", inbox_title="t", chat_text="c",
+                              webhook_body='{"a": "b"}'))
+    channels = ["email", "sms", "push", "chat", "webhook", "inbox"]
+    _, content = send(tenant, "k", channels)
+    assert intake._content({"content": content}, channels) == content
