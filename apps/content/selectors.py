@@ -120,15 +120,15 @@ def source_fields(source: dict) -> dict[str, str]:
     return out
 
 
-def source_diff(old: dict, new: dict) -> list[dict]:
+def source_diff(old: dict, new: dict, labels: tuple[str, str] = ("", "")) -> list[dict]:
     """Each field that differs, with an HTML side-by-side diff table (difflib)."""
     a, b = source_fields(old), source_fields(new)
-    differ = difflib.HtmlDiff(wrapcolumn=70)
+    differ = difflib.HtmlDiff(wrapcolumn=50)
     changes = []
     for path in sorted(set(a) | set(b)):
-        if a.get(path, "") != b.get(path, ""):
-            table = differ.make_table(a.get(path, "").splitlines(), b.get(path, "").splitlines(),
-                                      context=True, numlines=2)
+        before, after = a.get(path, "").splitlines(), b.get(path, "").splitlines()
+        if before != after:
+            table = differ.make_table(before, after, *labels, context=True, numlines=2)
             change = "added" if path not in a else "removed" if path not in b else "changed"
             changes.append({"field": path, "table": table, "change": change})
     return changes

@@ -18,6 +18,7 @@ from apps.content.models import Layout, Template, TemplateLocale, TemplateVersio
 from apps.content.rendering import CompiledVersion, RenderError, context_for
 from apps.core import clock
 from apps.core.errors import Conflict, InvalidInput, NotFound
+from apps.core.validators import normalize_locale
 
 TENANT_INFO_SECONDS = 30
 # Errors of a rendered field are shown on the form field it came from.
@@ -143,7 +144,8 @@ def template_render(*, tenant, version: TemplateVersion, channels: list[str] | N
                               message=message)
     except ValueError as error:
         raise InvalidInput.field("data", f"Cannot be used in a template: {error}.") from None
-    chosen = compiled.locale_for(locale or str(recipient.get("locale") or ""), info.default_locale)
+    wanted = locale or str(recipient.get("locale") or "")
+    chosen = compiled.locale_for(normalize_locale(wanted) if wanted else "", info.default_locale)
     content = {}
     for channel in compiled.channels(chosen) if channels is None else channels:
         try:

@@ -50,13 +50,16 @@ def test_marketer_fixes_an_error_previews_on_mobile_and_publishes(page, live_ser
     shot(page, tmp_path, "2-preview-mobile")
 
     page.click("text=Publish…")
-    assert "Changes since version 1" in page.locator("#content-main").inner_text()
+    changes = page.locator("#content-main").inner_text()
+    assert "Changes since version 1" in changes and "sms.text" in changes
+    assert "email.body" not in changes  # the browser's CRLF line ends are no change
     page.fill("#id_comment", "Friendlier SMS")
+    shot(page, tmp_path, "3-publish")
     page.click("#publish-form input[type=submit]")
     page.wait_for_selector("#versions")
     assert "Published version 2." in page.locator(".messagelist").inner_text()
     assert "live" in page.locator("#version-2").inner_text()
-    shot(page, tmp_path, "3-versions")
+    shot(page, tmp_path, "4-versions")
     template.refresh_from_db()
     assert template.published_version.number == 2
     assert template.published_version.created_by.username == "marketer"

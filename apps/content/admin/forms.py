@@ -17,6 +17,18 @@ def code_widgets(fields: list[str]) -> dict:
             for name in fields if name in CODE_FIELDS}
 
 
+class SourceForm(forms.ModelForm):
+    """Browsers send text areas with CRLF line ends; sources are stored with LF, so a save
+    without edits changes nothing and diffs show only real changes."""
+
+    def clean(self):
+        cleaned = super().clean()
+        for name, value in cleaned.items():
+            if isinstance(value, str) and "\r" in value:
+                cleaned[name] = value.replace("\r\n", "\n").replace("\r", "\n")
+        return cleaned
+
+
 def add_errors(form: forms.BaseForm, errors: dict[str, list[str]], prefix: str = "") -> None:
     """Put service errors ({"email_body": […], "pt-BR/sms_text": […], "partial:footer": […]}) on the
     form's fields; those of other locales are left to their own forms."""
@@ -32,7 +44,7 @@ def add_errors(form: forms.BaseForm, errors: dict[str, list[str]], prefix: str =
             form.add_error(field, message if field else f"{key}: {message}")
 
 
-class TemplateForm(forms.ModelForm):
+class TemplateForm(SourceForm):
     class Meta:
         model = Template
         fields = ["tenant", "key", "name", "category", "description", "strict", "layout",
@@ -54,7 +66,7 @@ class TemplateForm(forms.ModelForm):
         add_errors(self, services.template_draft_errors(template=template, locales=[]))
 
 
-class TemplateLocaleForm(forms.ModelForm):
+class TemplateLocaleForm(SourceForm):
     class Meta:
         model = TemplateLocale
         fields = ["locale", *selectors.CONTENT_FIELDS]
@@ -73,7 +85,7 @@ class TemplateLocaleForm(forms.ModelForm):
         add_errors(self, errors, prefix=f"{row.locale}/")
 
 
-class LayoutForm(forms.ModelForm):
+class LayoutForm(SourceForm):
     class Meta:
         model = Layout
         fields = ["tenant", "name", "format", "body"]
@@ -88,7 +100,7 @@ class LayoutForm(forms.ModelForm):
                 self.add_error("body", message)
 
 
-class PartialForm(forms.ModelForm):
+class PartialForm(SourceForm):
     class Meta:
         model = Partial
         fields = ["tenant", "name", "body"]

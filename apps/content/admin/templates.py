@@ -226,7 +226,8 @@ class TemplateAdmin(TenantScopedAdmin, SimpleHistoryAdmin):
                     self.message_user(request, f"Version {version.number} awaits approval.", messages.WARNING)
                 return HttpResponseRedirect(reverse("admin:content_template_versions", args=[template.pk]))
         current = template.published_version
-        changes = selectors.source_diff(current.source, selectors.template_source(template=template)) \
+        changes = selectors.source_diff(current.source, selectors.template_source(template=template),
+                                        (f"version {current.number} (live)", "the draft")) \
             if current and not errors else None
         needs_approval = services.approval_required(template.tenant) and not services.user_may_approve(
             request.user, template.tenant)
@@ -254,7 +255,7 @@ class TemplateAdmin(TenantScopedAdmin, SimpleHistoryAdmin):
             if version is None:
                 raise Http404(f"No version {wanted}.")
             sources[side] = (f"version {version.number}", version.source)
-        changes = selectors.source_diff(sources["a"][1], sources["b"][1])
+        changes = selectors.source_diff(sources["a"][1], sources["b"][1], (sources["a"][0], sources["b"][0]))
         return TemplateResponse(request, "admin/content/template/diff.html", self._context(
             request, template, f"Changes from {sources['a'][0]} to {sources['b'][0]}", changes=changes,
             a=sources["a"][0], b=sources["b"][0]))

@@ -61,7 +61,7 @@ def test_errors_are_shown_on_their_fields_and_nothing_is_saved(client, marketer,
 
 
 def test_a_valid_draft_is_saved_and_locale_variants_are_checked_too(client, marketer, tenant):
-    data = form_data(tenant, sms_text="Hi {{ recipient.first_name }}", **{
+    data = form_data(tenant, sms_text="Hi {{ recipient.first_name }}\r\nBye", **{
         "locales-TOTAL_FORMS": "1", "locales-0-locale": "pt_br", "locales-0-email_format": "mjml",
         "locales-0-sms_text": "Olá {% if recipient.first_name %}{{ recipient.first_name }}"})
     response = client.post(reverse("admin:content_template_add"), data)
@@ -74,6 +74,7 @@ def test_a_valid_draft_is_saved_and_locale_variants_are_checked_too(client, mark
     assert response.status_code == 302
     template = Template.objects.get(key="welcome")
     assert list(template.locales.values_list("locale", "tenant_id")) == [("pt-BR", tenant.pk)]
+    assert template.sms_text == "Hi {{ recipient.first_name }}\nBye"  # LF, as browsers' CRLF is stored
     assert template.history.first().history_user == marketer
 
 

@@ -105,6 +105,7 @@ def test_recipient_locale_picks_the_variant_with_fallback(tenant):
         return send(tenant, "k", [channel], recipient={**RECIPIENT, "locale": locale})[1][channel]
 
     assert text("pt-BR")["text"] == "Brasileiro"
+    assert text("pt_br")["text"] == "Brasileiro"
     assert text("pt-PT")["text"] == "Português"
     assert text("fr")["text"] == "English"
     assert text("de")["text"] == "English"  # de has no SMS of its own: the template's
