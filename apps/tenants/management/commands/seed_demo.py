@@ -104,5 +104,5 @@ class Command(BaseCommand):
             f"{logins}\n"
             f"  Secret API key (Authorization: Bearer …): {result['secret_key']}\n"
             f"  Write key (Segment / RudderStack):       {result['write_key']}\n"
-            f"  Templates (Content › Templates; send with \"template\"): {', '.join(result['templates'])}\n"
+            f"  Templates (Content › Templates): {', '.join(result['templates'])}\n"
         )
