@@ -196,7 +196,10 @@ def template_draft_errors(*, template: Template, locales: list[TemplateLocale] |
     except CompileError as error:
         return error.errors
     recipient, data = selectors.sample_for(template)
-    context = _preview_context(template, recipient, data)
+    try:
+        context = _preview_context(template, recipient, data)
+    except ValueError as error:
+        return {"sample_data": [str(error)]}
     for locale in compiled.locales:
         prefix = f"{locale}/" if locale else ""
         for channel in (source["locales"].get(locale) if locale else source["content"]) or {}:

@@ -60,6 +60,15 @@ def test_errors_are_shown_on_their_fields_and_nothing_is_saved(client, marketer,
     assert not Template.objects.exists()
 
 
+def test_a_sample_too_deep_is_a_form_error(client, marketer, tenant):
+    deep = "1"
+    for _ in range(30):
+        deep = '{"x": ' + deep + "}"
+    response = client.post(reverse("admin:content_template_add"), form_data(
+        tenant, sample_data='{"data": ' + deep + "}"))
+    assert response.context["adminform"].form.errors["sample_data"] == ["nested deeper than 20 levels"]
+
+
 def test_a_valid_draft_is_saved_and_locale_variants_are_checked_too(client, marketer, tenant):
     data = form_data(tenant, sms_text="Hi {{ recipient.first_name }}\r\nBye", **{
         "locales-TOTAL_FORMS": "1", "locales-0-locale": "pt_br", "locales-0-email_format": "mjml",
