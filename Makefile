@@ -30,6 +30,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-# Needs PostgreSQL and Redis on 127.0.0.1 (as .ci/run starts them); see bench/README.md.
+# Ingest needs PostgreSQL and Redis on 127.0.0.1 (as .ci/run starts them); rendering needs
+# nothing. See bench/README.md.
 bench: install
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/render.py

@@ -9,12 +9,30 @@ from django.contrib.auth.management import create_permissions
 
 from apps.tenants.models import Role
 
+
+def _perms(app_label: str, actions: str, *models: str) -> list[str]:
+    return [f"{app_label}.{action}_{model}" for model in models for action in actions.split()]
+
+
+# Templates, their locales, layouts, partials and brands, and their edit history.
+CONTENT_EDIT = [
+    *_perms("content", "view add change delete", "template", "templatelocale", "layout", "partial"),
+    *_perms("content", "view add change", "brand"),
+    *_perms("content", "view", "historicaltemplate", "historicaltemplatelocale", "historicallayout",
+            "historicalpartial", "historicalbrand"),
+    # Publishing is adding a version (it waits for approval when the tenant requires it).
+    "content.view_templateversion", "content.add_templateversion",
+]
+CONTENT_VIEW = _perms("content", "view", "template", "templatelocale", "templateversion", "layout",
+                      "partial", "brand", "historicaltemplate")
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    # Edit content and journeys (their models come later); look up recipients for previews.
-    Role.MARKETER: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event"],
-    # Read recipients and messages; change nothing.
+    # Edit content and journeys (journeys come later); look up recipients for previews.
+    Role.MARKETER: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event", *CONTENT_EDIT],
+    # Read recipients, messages and templates; change nothing.
     Role.SUPPORT: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event",
-                   "messaging.view_message", "messaging.view_statusevent", "messaging.view_attempt"],
+                   "messaging.view_message", "messaging.view_statusevent", "messaging.view_attempt",
+                   *CONTENT_VIEW],
     # Everything in their tenants: sub-tenants, staff memberships, API keys, recipients.
     Role.TENANT_ADMIN: [
         "tenants.view_tenant", "tenants.add_tenant", "tenants.change_tenant",
@@ -27,6 +45,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "messaging.view_message", "messaging.view_statusevent", "messaging.view_attempt",
         "delivery.view_providerconfig", "delivery.add_providerconfig",
         "delivery.change_providerconfig", "delivery.delete_providerconfig",
+        # Approve or reject what Marketers publish, and decide whether that is needed (brand).
+        *CONTENT_VIEW, "content.approve_templateversion", "content.add_brand", "content.change_brand",
     ],
 }
 

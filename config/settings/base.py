@@ -277,3 +277,7 @@ SIGNALBOX_HTTP_ALLOW_PRIVATE = read("SIGNALBOX_HTTP_ALLOW_PRIVATE", env.list, de
 SIGNALBOX_ENCRYPTION_KEYS = read("SIGNALBOX_ENCRYPTION_KEYS", env.list, default=[])
 # How long an API key lookup is cached; revocation clears the entry at once.
 SIGNALBOX_API_KEY_CACHE_SECONDS = 300
+# Templates: compiled versions kept per process (LRU by version id; versions never change), and
+# the most segments an SMS may take with a template's sample data.
+SIGNALBOX_TEMPLATE_CACHE_SIZE = 512
+SIGNALBOX_SMS_MAX_SEGMENTS = read("SIGNALBOX_SMS_MAX_SEGMENTS", env.int, default=3)

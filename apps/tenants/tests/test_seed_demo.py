@@ -4,6 +4,8 @@ import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
+from apps.content.models import Brand, Template, TemplateVersion
+from apps.content.services import template_render_for_send
 from apps.recipients.models import Recipient
 from apps.tenants import services
 from apps.tenants.models import ApiKey, Membership, Tenant
@@ -20,14 +22,15 @@ def seed() -> dict:
 
 
 def counts() -> tuple[int, ...]:
-    return tuple(m.objects.count() for m in (Tenant, Membership, ApiKey, Recipient))
+    return tuple(m.objects.count() for m in (Tenant, Membership, ApiKey, Recipient, Template, TemplateVersion,
+                                             Brand))
 
 
 def test_seed_demo_is_idempotent_and_prints_working_credentials():
     first = seed()
     before = counts()
     second = seed()
-    assert counts() == before == (2, 3, 2, 4)
+    assert counts() == before == (2, 3, 2, 4, 4, 4, 2)
     assert first == second
     assert first["tenant"] == "acme"
     assert services.api_key_authenticate(token=first["secret_key"]).kind == "secret"
@@ -35,6 +38,23 @@ def test_seed_demo_is_idempotent_and_prints_working_credentials():
     for username, password in first["users"].items():
         assert authenticate(username=username, password=password) is not None
     assert Tenant.objects.get(slug="acme-eu").parent.slug == "acme"
+
+
+def test_demo_templates_are_published_and_render_for_both_tenants():
+    assert seed()["templates"] == ["welcome", "nudge", "tips", "cart-reminder"]
+    acme, europe = Tenant.objects.get(slug="acme"), Tenant.objects.get(slug="acme-eu")
+    for key, spec in (("welcome", {}), ("cart-reminder", {"cart": {"items": [{"name": "Shoes", "price": 5,
+                                                                            "quantity": 1}], "total": 5}})):
+        version, rendered = template_render_for_send(
+            tenant=acme, key=key, channels=["email", "sms", "push", "inbox"],
+            recipient={"locale": "en", "attributes": {"first_name": "Ada"}}, data=spec, message={})
+        assert version.number == 1 and "Ada" in rendered["email"]["html"]
+    _, acme_email = template_render_for_send(
+        tenant=acme, key="welcome", channels=["email"], recipient={}, data={}, message={})
+    _, europe_email = template_render_for_send(
+        tenant=europe, key="welcome", channels=["email"], recipient={"locale": "de-DE"}, data={}, message={})
+    assert "#4f46e5" in acme_email["email"]["html"] and "#059669" in europe_email["email"]["html"]
+    assert europe_email["email"]["subject"].startswith("Willkommen bei Acme Europe")
 
 
 def test_a_revoked_demo_key_is_replaced_on_the_next_run():

@@ -1,5 +1,6 @@
 """Demo data for `make dev`: tenant Acme with a sub-tenant, one staff user per role, API keys,
-a few recipients. Idempotent: a second run finds everything and prints the same credentials
+a few recipients, a brand (the sub-tenant overrides its colours), a layout, partials and published
+templates (apps/content/demo.py). Idempotent: a second run finds everything and prints the same credentials
 (they are derived from SECRET_KEY, so nothing secret is written to disk)."""
 
 import hashlib
@@ -11,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from apps.content.demo import demo_content_seed
 from apps.delivery.models import ProviderConfig
 from apps.recipients.models import Recipient
 from apps.tenants import services
@@ -65,8 +67,9 @@ class Command(BaseCommand):
             Recipient.objects.get_or_create(
                 tenant=tenants[slug], external_id=profile["external_id"], defaults=profile
             )
+        templates = demo_content_seed(tenant=acme, child=acme_eu)
         result = {"tenant": acme.slug, "secret_key": secret_key, "write_key": write_key,
-                  "users": users}
+                  "users": users, "templates": templates}
         self.stdout.write(json.dumps(result, indent=2) if options["json"] else self._text(result))
 
     def _user(self, username: str, role: str, tenant: Tenant) -> str:
@@ -101,4 +104,5 @@ class Command(BaseCommand):
             f"{logins}\n"
             f"  Secret API key (Authorization: Bearer …): {result['secret_key']}\n"
             f"  Write key (Segment / RudderStack):       {result['write_key']}\n"
+            f"  Templates (Content › Templates): {', '.join(result['templates'])}\n"
         )
