@@ -28,6 +28,10 @@ class SendRequest:
     fields: dict  # of each recipient's Message
     key: str  # the Idempotency-Key, or a fresh id
 
+    def use_template(self, version) -> None:
+        """The template's category, unless the request named one."""
+        self.fields["category"] = self.fields["category"] or version.template.category or "general"
+
     def messages(self, *, tenant, recipient_ids: dict[str, int], test_mode: bool) -> list[Message]:
         """One unsaved message per recipient, in request order."""
         return [Message(tenant=tenant, recipient_id=recipient_ids[external_id], test_mode=test_mode,
@@ -46,18 +50,20 @@ def parse_send(raw: dict, *, idempotency_key: str | None) -> SendRequest:
 
     recipients = check(lambda: _recipients(raw))
     channels = check(lambda: _channels(raw))
-    content = check(lambda: _content(raw, channels or []))
+    template = check(lambda: parsing.string(raw, "template", max_length=100, default=""))
+    if template and raw.get("content") is not None:
+        errors["content"] = ["Give `content` or `template`, not both."]
+    content = {} if template else check(lambda: _content(raw, channels or []))
     priority = check(lambda: _choice(raw, "priority", Priority.values, Priority.NORMAL))
-    category = check(lambda: parsing.string(raw, "category", max_length=64, default="general"))
+    category = check(lambda: parsing.string(raw, "category", max_length=64, default=""))
     data = check(lambda: parsing.obj(raw, "data"))
     send_at = check(lambda: parsing.timestamp(raw, "send_at"))
     expires_at = check(lambda: parsing.timestamp(raw, "expires_at"))
-    if raw.get("template") is not None:
-        errors["template"] = ["Templates are not available yet; send `content` instead."]
     if errors:
         raise InvalidInput("Invalid message: " + "; ".join(errors), fields=errors)
-    fields = dict(channels=channels, content=content, priority=priority, category=category or "general",
-                  data=data, send_at=send_at, expires_at=expires_at, source=Message.Source.API)
+    fields = dict(channels=channels, content=content, template_key=template, priority=priority,
+                  category=category or ("" if template else "general"), data=data, send_at=send_at,
+                  expires_at=expires_at, source=Message.Source.API)
     return SendRequest(recipients=recipients, fields=fields, key=idempotency_key or uuid.uuid4().hex)
 
 

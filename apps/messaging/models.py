@@ -71,6 +71,9 @@ class Message(TenantScopedModel):
     journey_step_id = models.BigIntegerField(null=True, blank=True)
     broadcast_id = models.BigIntegerField(null=True, blank=True)
     template_key = models.CharField(max_length=100, blank=True)
+    template_version = models.ForeignKey(
+        "content.TemplateVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The version rendered for the send: the one published at the moment of sending.")
     content = models.JSONField(default=dict, blank=True, help_text="Per-channel content as requested.")
     data = models.JSONField(default=dict, blank=True)
     rendered = models.JSONField(default=dict, blank=True, help_text="What was sent, as sent.")

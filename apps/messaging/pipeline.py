@@ -20,7 +20,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 
+from apps.content.services import recipient_profile, template_render_for_send
 from apps.core import clock
+from apps.core.errors import InvalidInput, NotFound
 from apps.delivery.breaker import Breakers
 from apps.delivery.providers.base import Provider, ProviderError, ProviderResult, Rendered
 from apps.delivery.providers.registry import provider_for
@@ -88,10 +90,13 @@ def messages_send(*, message_ids: list[int]) -> dict[int, Outcome]:
     for message in messages:
         decisions = eligibility(message, providers[message.pk], breakers)
         channel = route(message, decisions)
-        if expired(message) or channel is None or channel != (message.channel or channel):
+        # The common path: not expired, and the channel is the one requested (or tried) first.
+        simple = not expired(message) and channel == (message.channel or message.channels[0])
+        rendered = try_render(message, channel, decisions) if simple else None
+        if rendered is None:  # the uncommon paths
             outcomes[message.pk] = deliver(message, providers[message.pk], decisions, breakers)
         else:
-            ready.append((message, decisions, render(message, channel)))
+            ready.append((message, decisions, rendered))
 
     def call(item):
         message, _, rendered = item
@@ -124,17 +129,20 @@ def deliver(message: Message, providers: dict[str, list], decisions: dict[str, s
                                reason="No requested channel can be used.", detail={"channels": decisions})
             return Outcome(Status.FAILED)
         if channel != message.channel:
-            if message.channel:
+            skipped = message.channel or message.channels[0]
+            if skipped != channel:  # the timeline says why the channel before was not used
                 message_note(message=message, status=Status.REROUTED, reason_code="channel_failed",
-                             reason=f"Every {message.channel} provider failed; trying {channel}.",
-                             detail={"from": message.channel, "to": channel, "channels": decisions})
+                             reason=f"{skipped}: {decisions[skipped]}; trying {channel}.",
+                             detail={"from": skipped, "to": channel, "channels": decisions})
             message.channel = channel
             Message.objects.filter(pk=message.pk).update(channel=channel)
         # timing: expiry is checked above; Policy adds quiet hours, suppression and caps here.
         if first is not None:
             (rendered, calls), first = first, None
         else:
-            rendered = render(message, channel)
+            rendered = try_render(message, channel, decisions)
+            if rendered is None:
+                continue  # on to the next channel
             calls = call_providers(message, rendered, providers.get(channel, []), breakers)
         outcome = record(message, rendered, calls)
         if outcome is not None:
@@ -202,9 +210,26 @@ def route(message: Message, decisions: dict[str, str]) -> str | None:
 
 
 def render(message: Message, channel: str) -> Rendered:
-    """The content for `channel`. Templates plug in here; until then it is the API's content."""
-    return Rendered(channel=channel, to=ADDRESS[channel](message.recipient),
-                    content=message.content.get(channel, {}))
+    """The content for `channel`: the request's, or its template's published version rendered
+    now (recorded on the message). Raises InvalidInput/NotFound if the template cannot be."""
+    to = ADDRESS[channel](message.recipient)
+    if not message.template_key:
+        return Rendered(channel=channel, to=to, content=message.content.get(channel, {}))
+    version, content = template_render_for_send(
+        tenant=message.tenant, key=message.template_key, channels=[channel],
+        recipient=recipient_profile(message.recipient), data=message.data,
+        message={"id": message.pk, "unsubscribe_url": "", "preferences_url": ""})  # Policy fills the URLs
+    message.template_version_id = version.pk
+    return Rendered(channel=channel, to=to, content=content[channel])
+
+
+def try_render(message: Message, channel: str, decisions: dict[str, str]) -> Rendered | None:
+    """render(), or None with the reason in `decisions` (routing then tries the next channel)."""
+    try:
+        return render(message, channel)
+    except (InvalidInput, NotFound) as error:
+        decisions[channel] = f"cannot be rendered: {error}"
+        return None
 
 
 def call_providers(message: Message, rendered: Rendered, configs: list, breakers: Breakers) -> Calls:
@@ -250,7 +275,9 @@ def record(message: Message, rendered: Rendered, calls: Calls) -> Outcome | None
     Attempt.objects.bulk_create([attempt_row(message, rendered, call) for call in calls.made])
     if calls.ambiguous:
         message.provider = calls.ambiguous.provider.name
-        Message.objects.filter(pk=message.pk).update(provider=message.provider)
+    if calls.ambiguous or message.template_version_id:
+        Message.objects.filter(pk=message.pk).update(provider=message.provider,
+                                                      template_version_id=message.template_version_id)
     elif calls.retry_after is None:
         return None
     return schedule_retry(message, calls.retry_after)
@@ -284,9 +311,9 @@ def record_accepted(items: list[tuple[Message, Rendered, Calls]]) -> dict[int, O
 _MARK_SENT = """
     UPDATE messaging_message AS m SET status = %(sent)s, updated_at = %(now)s, sent_at = %(now)s,
         channel = u.channel, provider = u.provider, provider_message_id = u.pmid,
-        rendered = u.rendered::jsonb
+        rendered = u.rendered::jsonb, template_version_id = u.version
     FROM unnest(%(ids)s::bigint[], %(channel)s::text[], %(provider)s::text[], %(pmid)s::text[],
-        %(rendered)s::text[]) AS u(id, channel, provider, pmid, rendered)
+        %(rendered)s::text[], %(version)s::bigint[]) AS u(id, channel, provider, pmid, rendered, version)
     WHERE m.id = u.id AND m.status = %(sending)s
     RETURNING m.id
 """
@@ -296,7 +323,7 @@ def _mark_sent(messages: list[Message], now: datetime) -> set[int]:
     """`sending` → `sent` with each message's send fields; the ids that moved."""
     assert Status.SENT in TRANSITIONS[Status.SENDING]
     if connection.vendor != "postgresql":
-        fields = ["channel", "provider", "provider_message_id", "rendered"]
+        fields = ["channel", "provider", "provider_message_id", "rendered", "template_version_id"]
         return {m.pk for m in messages if Message.objects.filter(pk=m.pk, status=Status.SENDING).update(
             status=Status.SENT, updated_at=now, sent_at=now, **{f: getattr(m, f) for f in fields})}
     with connection.cursor() as cursor:
@@ -304,7 +331,8 @@ def _mark_sent(messages: list[Message], now: datetime) -> set[int]:
             "sent": Status.SENT, "sending": Status.SENDING, "now": now, "ids": [m.pk for m in messages],
             "channel": [m.channel for m in messages], "provider": [m.provider for m in messages],
             "pmid": [m.provider_message_id for m in messages],
-            "rendered": [json.dumps(m.rendered) for m in messages]})
+            "rendered": [json.dumps(m.rendered) for m in messages],
+            "version": [m.template_version_id for m in messages]})
         return {row[0] for row in cursor.fetchall()}
 
 

@@ -1,5 +1,5 @@
 """A Marketer edits a template in a real browser: sees a syntax error highlighted, fixes it,
-previews the email at mobile width and publishes."""
+previews the email at mobile width and publishes; the next message sent uses the new version."""
 
 import os
 
@@ -7,6 +7,11 @@ import pytest
 
 from apps.content.demo import demo_content_seed
 from apps.content.models import Template
+from apps.delivery.models import ProviderConfig
+from apps.messaging.models import Message
+from apps.messaging.pipeline import message_send
+from apps.messaging.services import message_create
+from apps.recipients.tests.factories import RecipientFactory
 from apps.tenants.models import Role
 from apps.tenants.tests.factories import TenantFactory, staff_member
 from tests.browser.test_admin_login import log_in
@@ -63,3 +68,13 @@ def test_marketer_fixes_an_error_previews_on_mobile_and_publishes(page, live_ser
     template.refresh_from_db()
     assert template.published_version.number == 2
     assert template.published_version.created_by.username == "marketer"
+
+    # The next message sent uses the new version.
+    ProviderConfig.objects.create(tenant=tenant, name="texts", channel="sms", kind="log")
+    recipient = RecipientFactory(tenant=tenant, phone="+14155550101", attributes={"first_name": "Ada"})
+    message = message_create(message=Message(tenant=tenant, recipient=recipient, channels=["sms"],
+                                             template_key="welcome", dedupe_key="test:welcome"))
+    assert message_send(message_id=message.pk).status == "sent"
+    message.refresh_from_db()
+    assert message.template_version.number == 2
+    assert message.rendered["text"] == "Hi Ada! Reply STOP to opt out."

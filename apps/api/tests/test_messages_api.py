@@ -47,7 +47,9 @@ def test_send_then_read_the_timeline(api):
     ({**EMAIL, "priority": "urgent"}, "priority"),
     ({**EMAIL, "send_at": "tomorrow"}, "send_at"),
     ({**EMAIL, "recipient": None}, "recipient"),
-    ({**EMAIL, "template": "welcome"}, "template"),
+    ({**EMAIL, "template": "welcome"}, "content"),  # one or the other
+    ({**EMAIL, "content": None, "template": "no-such-template"}, "template"),
+    ({**EMAIL, "content": None, "template": ["welcome"]}, "template"),
     ({**EMAIL, "recipients": ["a"]}, "recipients"),
     ({**EMAIL, "recipient": None, "recipients": []}, "recipients"),
     ({**EMAIL, "recipient": None, "recipients": ["a"] * 1001}, "recipients"),
@@ -131,3 +133,28 @@ def test_one_request_sends_to_many_recipients(api, tenant, django_capture_on_com
     assert [outcomes[m["id"]].status for m in accepted] == ["failed", "sent", "failed"]  # no address
     retry = send(api, body, HTTP_IDEMPOTENCY_KEY="newsletter-1")
     assert retry.json()["messages"] == accepted
+
+
+def test_a_send_naming_a_template_renders_the_version_published_when_it_is_sent(api, tenant):
+    from apps.content.tests.factories import BrandFactory, TemplateFactory, published
+
+    BrandFactory(tenant=tenant, from_name="Acme", from_email="hello@acme.example")
+    ProviderConfig.objects.create(tenant=tenant, name="texts", channel="sms", kind="log")
+    template = TemplateFactory(tenant=tenant, key="receipt", category="billing", sms_text="")
+    first = published(template)
+    body = {"recipient": {"external_id": "user-1", "email": "ada@example.com", "phone": "+14155550101",
+                          "attributes": {"first_name": "Ada"}},
+            "channels": ["sms", "email"], "template": "receipt", "data": {"total": 12}}
+    [accepted] = send(api, body).json()["messages"]
+    template.email_subject = "Receipt for {{ recipient.first_name }}"
+    template.save()
+    second = published(template)  # published after the request, before the send: it is used
+    assert pipeline.message_send(message_id=accepted["id"]).status == "sent"
+    message = Message.objects.get(pk=accepted["id"])
+    assert (message.category, message.template_key, message.template_version_id) == (
+        "billing", "receipt", second.pk)
+    assert message.channel == "email"  # the template has no SMS text: routed on to email
+    assert message.rendered["subject"] == "Receipt for Ada"
+    assert "$12.00" in message.rendered["html"] and message.rendered["from_email"] == "hello@acme.example"
+    assert "cannot be rendered" in message.timeline.get(status="rerouted").detail["channels"]["sms"]
+    assert first.number == 1 and second.number == 2

@@ -3,6 +3,7 @@ from rest_framework.response import Response
 
 from apps.api.v1.views import ERRORS, IDEMPOTENCY_KEY, TENANT_QUERY, _object
 from apps.api.views import TenantAPIView, idempotent
+from apps.content.services import template_get_published
 from apps.core import parsing
 from apps.core.errors import InvalidInput, NotFound
 from apps.messaging import intake, services
@@ -68,6 +69,11 @@ class MessageListCreateView(TenantAPIView):
     def post(self, request):
         send = intake.parse_send(_object(request.data),
                                  idempotency_key=request.headers.get("Idempotency-Key"))
+        if send.fields["template_key"]:  # it is rendered at send time, by the version live then
+            try:
+                send.use_template(template_get_published(self.tenant, send.fields["template_key"]))
+            except NotFound:
+                raise InvalidInput.field("template", "No published template has this key.") from None
         ids = recipients.recipients_resolve_many(
             tenant=self.tenant, external_ids=[external_id for external_id, _ in send.recipients])
         recipients.recipients_apply_profiles(tenant=self.tenant, profiles={

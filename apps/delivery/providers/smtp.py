@@ -4,6 +4,7 @@ Settings: {"host", "port", "use_tls", "use_ssl", "timeout"}; credentials: {"user
 """
 
 import smtplib
+from email.utils import formataddr
 
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.smtp import EmailBackend
@@ -23,7 +24,10 @@ def build_email(config, rendered: Rendered, *, message_id: str, connection=None)
     List-Unsubscribe goes in)."""
     content = rendered.content
     text = content.get("text") or strip_tags(content.get("html", ""))
-    sender = f"{config.from_name} <{config.from_email}>" if config.from_name else config.from_email
+    # The brand's sender (templates put it in the content) overrides the provider's default.
+    name = content.get("from_name") or config.from_name
+    address = content.get("from_email") or config.from_email
+    sender = formataddr((name, address)) if name else address
     email = EmailMultiAlternatives(
         subject=content.get("subject", ""), body=text, from_email=sender, to=[rendered.to],
         reply_to=[content["reply_to"]] if content.get("reply_to") else None,
