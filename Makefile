@@ -30,8 +30,9 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-# Ingest needs PostgreSQL and Redis on 127.0.0.1 (as .ci/run starts them); rendering needs
-# nothing. See bench/README.md.
+# Ingest and delivery need PostgreSQL and Redis on 127.0.0.1 (as .ci/run starts them);
+# rendering needs nothing. See bench/README.md.
 bench: install
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/render.py

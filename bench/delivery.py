@@ -313,11 +313,13 @@ class Bench:
         log(f"{design}, {latency_ms:.0f} ms: {row}")
 
     def report(self, elapsed: float) -> str:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, check=False).stdout.strip() or "unknown"
         lines = [
             "# Delivery benchmark", "",
             f"`{' '.join(['.venv/bin/python', 'bench/delivery.py', *sys.argv[1:]])}` — "
-            f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{elapsed / 60:.1f} min in all.", "",
+            f"{time.strftime('%Y-%m-%d %H:%M')}, commit {commit}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, {elapsed / 60:.1f} min in all.", "",
             "gunicorn 2 gthread workers × 4 threads; PostgreSQL and Redis on the same machine; provider = "
             "the local simulator (webhook channel, signed POST). Workers: "
             + "; ".join(f"{name} {d['processes']} × `celery worker -P {' '.join(d['pool'])}` ("
