@@ -83,12 +83,8 @@ class CappedCountPaginator(Paginator):
         return self.object_list[: self.CAP].count()
 
 
-class BigTableAdmin(TenantScopedAdmin):
-    """Read-only admin of an append-only table that grows to millions of rows."""
-
-    paginator = CappedCountPaginator
-    show_full_result_count = False
-    ordering = ["-id"]  # the primary key index: newest first without a sort
+class ReadOnlyAdminMixin:
+    """Rows written only by the application (immutable or append-only): viewable, never edited."""
 
     def has_add_permission(self, request):
         return False
@@ -98,3 +94,11 @@ class BigTableAdmin(TenantScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class BigTableAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    """Read-only admin of an append-only table that grows to millions of rows."""
+
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    ordering = ["-id"]  # the primary key index: newest first without a sort

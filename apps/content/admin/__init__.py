@@ -10,7 +10,7 @@ from apps.content import services
 from apps.content.admin.forms import BrandForm, LayoutForm, PartialForm
 from apps.content.admin.templates import TemplateAdmin
 from apps.content.models import Brand, Layout, Partial, TemplateVersion
-from apps.core.admin import TenantScopedAdmin, allowed_tenant_ids
+from apps.core.admin import ReadOnlyAdminMixin, TenantScopedAdmin, allowed_tenant_ids
 
 __all__ = ["TemplateAdmin"]
 
@@ -60,7 +60,7 @@ class BrandAdmin(TenantScopedAdmin, SimpleHistoryAdmin):
 
 
 @admin.register(TemplateVersion)
-class TemplateVersionAdmin(TenantScopedAdmin):
+class TemplateVersionAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     """Read-only: what a message was rendered from."""
 
     list_display = ["__str__", "state", "tenant", "created_by", "published_at", "created_at"]
@@ -75,12 +75,3 @@ class TemplateVersionAdmin(TenantScopedAdmin):
     def source_json(self, obj):
         source = json.dumps(obj.source, indent=2, ensure_ascii=False)
         return format_html('<pre class="sb-code">{}</pre>', source)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
