@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.events",
     "apps.messaging",
     "apps.delivery",
+    "apps.policy",
     "apps.api",
 ]
 
