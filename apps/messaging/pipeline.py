@@ -100,9 +100,9 @@ def messages_send(*, message_ids: list[int]) -> dict[int, Outcome]:
                 continue
         # The common path: not expired, and the channel is the one requested (or tried) first.
         simple = not expired(message) and channel == (message.channel or message.channels[0])
-        rendered = try_render(message, channel, decisions) if simple else None
+        rendered = try_render(message, channel, decisions, policy) if simple else None
         if rendered is None:  # the uncommon paths
-            outcomes[message.pk] = deliver(message, providers[message.pk], decisions, breakers)
+            outcomes[message.pk] = deliver(message, providers[message.pk], decisions, breakers, policy=policy)
         else:
             ready.append((message, decisions, rendered))
 
@@ -116,12 +116,13 @@ def messages_send(*, message_ids: list[int]) -> dict[int, Outcome]:
     for (message, decisions, rendered), c in zip(ready, calls, strict=True):
         if not c.accepted:  # failover to another channel, or a retry: one by one
             outcomes[message.pk] = deliver(message, providers[message.pk], decisions, breakers,
-                                           first=(rendered, c))
+                                           first=(rendered, c), policy=policy)
     return outcomes
 
 
 def deliver(message: Message, providers: dict[str, list], decisions: dict[str, str],
-            breakers: Breakers, first: tuple[Rendered, Calls] | None = None) -> Outcome:
+            breakers: Breakers, first: tuple[Rendered, Calls] | None = None,
+            policy: PolicyBatch | None = None) -> Outcome:
     """The rest of the pipeline for one claimed message. `first`: the calls already made on the
     channel `route` picks first (expiry was checked before they were made)."""
     if first is None and expired(message):
@@ -158,7 +159,7 @@ def deliver(message: Message, providers: dict[str, list], decisions: dict[str, s
         if first is not None:
             (rendered, calls), first = first, None
         else:
-            rendered = try_render(message, channel, decisions)
+            rendered = try_render(message, channel, decisions, policy)
             if rendered is None:
                 continue  # on to the next channel
             calls = call_providers(message, rendered, providers.get(channel, []), breakers)
@@ -227,24 +228,27 @@ def route(message: Message, decisions: dict[str, str]) -> str | None:
     return None
 
 
-def render(message: Message, channel: str) -> Rendered:
+def render(message: Message, channel: str, policy: PolicyBatch | None = None) -> Rendered:
     """The content for `channel`: the request's, or its template's published version rendered
-    now (recorded on the message). Raises InvalidInput/NotFound if the template cannot be."""
+    now (recorded on the message), with policy's links (and List-Unsubscribe headers on
+    commercial email). Raises InvalidInput/NotFound if the template cannot be rendered."""
     to = ADDRESS[channel](message.recipient)
+    links, headers = policy.links(message, channel) if policy else ({}, {})
     if not message.template_key:
-        return Rendered(channel=channel, to=to, content=message.content.get(channel, {}))
+        return Rendered(channel=channel, to=to, content=message.content.get(channel, {}), headers=headers)
     version, content = template_render_for_send(
         tenant=message.tenant, key=message.template_key, channels=[channel],
         recipient=recipient_profile(message.recipient), data=message.data,
-        message={"id": message.pk, "unsubscribe_url": "", "preferences_url": ""})  # Policy fills the URLs
+        message={"id": message.pk, "unsubscribe_url": "", "preferences_url": "", **links})
     message.template_version_id = version.pk
-    return Rendered(channel=channel, to=to, content=content[channel])
+    return Rendered(channel=channel, to=to, content=content[channel], headers=headers)
 
 
-def try_render(message: Message, channel: str, decisions: dict[str, str]) -> Rendered | None:
+def try_render(message: Message, channel: str, decisions: dict[str, str],
+               policy: PolicyBatch | None = None) -> Rendered | None:
     """render(), or None with the reason in `decisions` (routing then tries the next channel)."""
     try:
-        return render(message, channel)
+        return render(message, channel, policy)
     except (InvalidInput, NotFound) as error:
         decisions[channel] = f"cannot be rendered: {error}"
         return None

@@ -7,9 +7,10 @@ from django.db import transaction
 from django.db.models import Count, Min, Q
 
 from apps.core import clock
-from apps.messaging.models import Message, Status
+from apps.messaging.models import Channel, Message, Status
 from apps.messaging.services import message_transition
 from apps.policy import evaluation
+from apps.policy.links import absolute_url, link_token, unsubscribe_headers
 from apps.policy.models import Category, Kind, PolicySettings, Preference, SuppressedAddress
 from apps.policy.selectors import PolicyLookup, TenantPolicy, preferences_for_many, suppressed_for_many
 from apps.recipients.models import Recipient
@@ -44,6 +45,15 @@ class PolicyBatch:
             category=self.category(message), channel=channel,
             suppressed=(message.tenant_id, channel, address) in self.suppressed,
             preference=self.preferences.get(message.recipient_id))
+
+    def links(self, message: Message, channel: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The template's `message.unsubscribe_url` / `preferences_url`, and the headers: RFC 8058
+        one-click unsubscribe on every commercial email (never on other kinds)."""
+        token = link_token(recipient=message.recipient)
+        urls = {"unsubscribe_url": absolute_url("policy-unsubscribe", token),
+                "preferences_url": absolute_url("policy-preferences", token)}
+        commercial = channel == Channel.EMAIL and self.category(message).kind == Kind.COMMERCIAL
+        return urls, unsubscribe_headers(url=urls["unsubscribe_url"]) if commercial else {}
 
     def timing(self, message: Message) -> str | None:
         """Quiet hours, then caps. None: send now. Otherwise the message has been moved

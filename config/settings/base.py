@@ -282,3 +282,7 @@ SIGNALBOX_API_KEY_CACHE_SECONDS = 300
 # the most segments an SMS may take with a template's sample data.
 SIGNALBOX_TEMPLATE_CACHE_SIZE = 512
 SIGNALBOX_SMS_MAX_SEGMENTS = read("SIGNALBOX_SMS_MAX_SEGMENTS", env.int, default=3)
+# Policy (docs/policy.md): the address recipients reach the hosted preference and unsubscribe
+# pages at (links in emails are absolute), and how long such a link works. RFC 8058 needs https.
+SIGNALBOX_PUBLIC_URL = read("SIGNALBOX_PUBLIC_URL", env.str, default="http://localhost:8000")
+SIGNALBOX_PREFERENCE_LINK_MAX_AGE_DAYS = read("SIGNALBOX_PREFERENCE_LINK_MAX_AGE_DAYS", env.int, default=90)
