@@ -3,7 +3,8 @@ from django.contrib import admin
 
 from apps.core.admin import TenantScopedAdmin
 from apps.messaging.models import Channel
-from apps.policy.models import Category, PolicySettings, Preference, SuppressedAddress
+from apps.policy.models import Category, Kind, PolicySettings, Preference, SuppressedAddress, SuppressionRule
+from apps.policy.services import rule_dry_run
 
 
 class CategoryForm(forms.ModelForm):
@@ -47,3 +48,50 @@ class PreferenceAdmin(TenantScopedAdmin):
     raw_id_fields = ["recipient"]
     search_fields = ["=recipient__external_id"]
     show_full_result_count = False
+
+
+class KeyListField(forms.CharField):
+    """A JSON list of keys, edited as comma-separated text."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        return [key.strip() for key in (value or "").split(",") if key.strip()]
+
+
+class SuppressionRuleForm(forms.ModelForm):
+    kinds = forms.MultipleChoiceField(choices=Kind.choices, widget=forms.CheckboxSelectMultiple,
+                                      help_text="Messages of these kinds are held.")
+    after_categories = KeyListField(help_text="Category keys, comma-separated, e.g. billing, security.")
+
+    class Meta:
+        model = SuppressionRule
+        fields = ["tenant", "name", "enabled", "kinds", "after_categories", "window_minutes", "action"]
+
+    def clean_after_categories(self):
+        from apps.policy.selectors import tenant_policy_load
+
+        keys, tenant = self.cleaned_data["after_categories"], self.cleaned_data.get("tenant")
+        known = tenant_policy_load(tenant=tenant).categories if tenant else {}
+        unknown = [key for key in keys if key not in known]
+        if tenant and unknown:
+            raise forms.ValidationError(f"Not categories of {tenant}: {', '.join(unknown)}.")
+        return keys
+
+
+@admin.register(SuppressionRule)
+class SuppressionRuleAdmin(TenantScopedAdmin):
+    form = SuppressionRuleForm
+    list_display = ["name", "enabled", "window_minutes", "action", "tenant"]
+    list_select_related = ["tenant"]
+    list_filter = ["enabled", "tenant"]
+    readonly_fields = ["dry_run"]
+
+    @admin.display(description="Dry run")
+    def dry_run(self, obj):
+        if obj is None or obj.pk is None:
+            return "Save the rule to see what it would have held."
+        held, sample = rule_dry_run(rule=obj)
+        verb = "suppressed" if obj.action == SuppressionRule.Action.SUPPRESS else "deferred"
+        return f"This rule would have {verb} {held} of the last {sample:,} messages."

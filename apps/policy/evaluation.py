@@ -2,7 +2,8 @@
 
 Eligibility, per channel: address suppression list → required category → commercial
 unsubscribe → recipient preference → category default (the nearest tenant's definition).
-Timing, per message: quiet hours → frequency caps, with priority deciding bypass.
+Timing, per message: quiet hours → suppression rules → frequency caps, with priority deciding
+bypass.
 """
 
 from datetime import datetime, time, timedelta
@@ -71,3 +72,8 @@ def cap_hit(*, counts: dict[str, int], caps: dict[str, int | None]) -> str | Non
 def local_time_words(moment: datetime, timezone: str) -> str:
     """`08:00 Europe/Berlin`: how the timeline states a time to support staff."""
     return f"{moment.astimezone(ZoneInfo(timezone)):%H:%M} {timezone}"
+
+
+def rule_applies(*, rule, category: Category, priority: str) -> bool:
+    """Whether a suppression rule holds messages of `category` (critical ones always pass)."""
+    return priority != Priority.CRITICAL and category.kind in rule.kinds

@@ -126,3 +126,43 @@ class SuppressedAddress(TenantScopedModel):
         self.address = self.address.strip()
         if self.channel == Channel.EMAIL:
             self.address = self.address.lower()
+
+
+class SuppressionRule(TenantScopedModel):
+    """"No commercial message within 2 h after a billing or security message": a message of one
+    of `kinds` is held when the recipient was sent a message of one of `after_categories` in the
+    last `window_minutes`. A tenant's rules and its ancestors' all apply. Critical messages pass."""
+
+    class Action(models.TextChoices):
+        SUPPRESS = "suppress", "Suppress (never sent)"
+        DEFER = "defer", "Defer until the window is over"
+
+    name = models.CharField(max_length=200)
+    enabled = models.BooleanField(default=True)
+    kinds = models.JSONField(default=list, help_text="Kinds of category held, e.g. commercial.")
+    after_categories = models.JSONField(default=list, help_text="Category keys that start the window.")
+    window_minutes = models.PositiveIntegerField(default=120)
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.SUPPRESS)
+
+    MAX_WINDOW_MINUTES = 30 * 24 * 60
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        errors = {}
+        kinds = self.kinds if isinstance(self.kinds, list) else []
+        if not kinds or any(k not in Kind.values for k in kinds):
+            errors["kinds"] = f"Choose one or more of {', '.join(Kind.values)}."
+        if (not isinstance(self.after_categories, list) or not self.after_categories
+                or any(not isinstance(k, str) or not k for k in self.after_categories)):
+            errors["after_categories"] = "Name one or more category keys."
+        if not 1 <= (self.window_minutes or 0) <= self.MAX_WINDOW_MINUTES:
+            errors["window_minutes"] = f"Between 1 and {self.MAX_WINDOW_MINUTES} minutes (30 days)."
+        if errors:
+            raise ValidationError(errors)
+
+    def window_words(self) -> str:
+        minutes = self.window_minutes
+        return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"

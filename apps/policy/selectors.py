@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from apps.core.cache import cache_add, cache_get, cache_set
-from apps.policy.models import Category, Kind, PolicySettings, Preference, SuppressedAddress
+from apps.policy.models import Category, Kind, PolicySettings, Preference, SuppressedAddress, SuppressionRule
 
 VERSION_KEY = "signalbox:policy-version"
 # Known to every tenant without being defined: what a message names when it names nothing.
@@ -22,6 +22,7 @@ class TenantPolicy:
     categories: dict[str, Category] = field(default_factory=dict)
     settings: PolicySettings | None = None
     timezone: str = "UTC"
+    rules: list[SuppressionRule] = field(default_factory=list)
 
     def category(self, key: str) -> Category | None:
         """The category `key` names; None if unknown. A tenant that has defined no categories
@@ -34,15 +35,16 @@ class TenantPolicy:
 
 
 def tenant_policy_load(*, tenant) -> TenantPolicy:
-    """Two queries: the categories and settings of the tenant and its ancestors."""
+    """Three queries: the categories, settings and rules of the tenant and its ancestors."""
     lineage = tenant.lineage()
     rank = {t.pk: depth for depth, t in enumerate(lineage)}
     categories: dict[str, Category] = {}
     for category in sorted(Category.objects.filter(tenant__in=lineage), key=lambda c: -rank[c.tenant_id]):
         categories[category.key] = category  # nearer tenants come later and win
     settings = sorted(PolicySettings.objects.filter(tenant__in=lineage), key=lambda s: rank[s.tenant_id])
+    rules = list(SuppressionRule.objects.filter(tenant__in=lineage, enabled=True).order_by("id"))
     return TenantPolicy(categories=categories, settings=settings[0] if settings else None,
-                        timezone=tenant.effective_default_timezone())
+                        timezone=tenant.effective_default_timezone(), rules=rules)
 
 
 class PolicyLookup:

@@ -4,14 +4,22 @@ to preferences and the suppression list."""
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Exists, Min, OuterRef, Q
+from django.db.models.functions import Coalesce
 
 from apps.core import clock
 from apps.messaging.models import Channel, Message, Status
 from apps.messaging.services import message_transition
 from apps.policy import evaluation
 from apps.policy.links import absolute_url, link_token, unsubscribe_headers
-from apps.policy.models import Category, Kind, PolicySettings, Preference, SuppressedAddress
+from apps.policy.models import (
+    Category,
+    Kind,
+    PolicySettings,
+    Preference,
+    SuppressedAddress,
+    SuppressionRule,
+)
 from apps.policy.selectors import PolicyLookup, TenantPolicy, preferences_for_many, suppressed_for_many
 from apps.recipients.models import Recipient
 
@@ -63,13 +71,15 @@ class PolicyBatch:
         deferred = self._quiet_hours(message, policy, category)
         if deferred is not None:
             return deferred
+        rules = [r for r in policy.rules
+                 if evaluation.rule_applies(rule=r, category=category, priority=message.priority)]
         settings = policy.settings
-        if settings is None or (settings.cap_per_day is None and settings.cap_per_week is None):
-            return None
-        if evaluation.bypasses_caps(category=category, priority=message.priority,
-                                    exempt_transactional=settings.caps_exempt_transactional):
-            return None
-        return _cap_check(message, policy, settings)
+        capped = settings is not None and (settings.cap_per_day or settings.cap_per_week) and not (
+            evaluation.bypasses_caps(category=category, priority=message.priority,
+                                     exempt_transactional=settings.caps_exempt_transactional))
+        if not rules and not capped:
+            return None  # no query at all
+        return _locked_checks(message, policy, category, rules, settings if capped else None)
 
     def _quiet_hours(self, message: Message, policy: TenantPolicy, category: Category) -> str | None:
         preference = self.preferences.get(message.recipient_id)
@@ -91,27 +101,68 @@ class PolicyBatch:
         return Status.SCHEDULED
 
 
-def _cap_check(message: Message, policy: TenantPolicy, settings: PolicySettings) -> str | None:
-    """Under the recipient's row lock: count the messages that hold a slot in each window, and
-    either take a slot (stamp sent_at) or defer/drop. Two workers deciding for one recipient are
-    serialised by the lock, and the first one's stamp is what the second one counts."""
+def _locked_checks(message: Message, policy: TenantPolicy, category: Category,
+                   rules: list[SuppressionRule], settings: PolicySettings | None) -> str | None:
+    """Suppression rules, then caps, under the recipient's row lock (SELECT … FOR UPDATE): two
+    workers deciding for one recipient are serialised, and a message that passes takes its slot
+    at once (sent_at is stamped), so the second one counts it. One query per rule, one count."""
     now = clock.now()
+    with transaction.atomic():
+        list(Recipient.objects.select_for_update().filter(pk=message.recipient_id).values_list("pk"))
+        history = Message.objects.filter(tenant_id=message.tenant_id, recipient_id=message.recipient_id,
+                                         status__in=COUNTED).exclude(pk=message.pk)
+        rule, trigger = _first_trigger(history, rules, now)
+        found, window = (_cap_count(history, policy, settings, now) if trigger is None and settings
+                         else ({}, None))
+        if trigger is None and window is None:
+            Message.objects.filter(pk=message.pk).update(sent_at=now)  # takes its slot
+            return None
+    if trigger is not None:
+        return _rule_hit(message, category, rule, trigger)
+    return _cap_hit(message, policy, settings, found, window)
+
+
+def _first_trigger(history, rules: list[SuppressionRule], now) -> tuple[SuppressionRule | None, dict | None]:
+    """The first rule the recipient's recent messages set off, and the message that did."""
+    for rule in rules:
+        trigger = (history.filter(category__in=rule.after_categories,
+                                  sent_at__gt=now - timedelta(minutes=rule.window_minutes))
+                   .order_by("-sent_at").values("id", "category", "sent_at").first())
+        if trigger is not None:
+            return rule, trigger
+    return None, None
+
+
+def _cap_count(history, policy: TenantPolicy, settings: PolicySettings, now) -> tuple[dict, str | None]:
+    """Messages holding a slot in each window (index on tenant, recipient, sent_at), and the
+    first window whose cap they fill."""
     caps = {"day": settings.cap_per_day, "week": settings.cap_per_week}
     longest = max(WINDOWS[w] for w, cap in caps.items() if cap is not None)
     exempt = ([key for key, c in policy.categories.items() if c.kind == Kind.TRANSACTIONAL]
               if settings.caps_exempt_transactional else [])
-    with transaction.atomic():
-        list(Recipient.objects.select_for_update().filter(pk=message.recipient_id).values_list("pk"))
-        rows = (Message.objects.filter(tenant_id=message.tenant_id, recipient_id=message.recipient_id,
-                                       sent_at__gt=now - longest, status__in=COUNTED)
-                .exclude(pk=message.pk).exclude(category__in=exempt))
-        found = rows.aggregate(**{
-            agg: fn("sent_at", filter=Q(sent_at__gt=now - WINDOWS[w]))
-            for w in WINDOWS for agg, fn in ((w, Count), (f"{w}_first", Min))})
-        window = evaluation.cap_hit(counts=found, caps=caps)
-        if window is None:
-            Message.objects.filter(pk=message.pk).update(sent_at=now)
-            return None
+    found = history.filter(sent_at__gt=now - longest).exclude(category__in=exempt).aggregate(**{
+        agg: fn("sent_at", filter=Q(sent_at__gt=now - WINDOWS[w]))
+        for w in WINDOWS for agg, fn in ((w, Count), (f"{w}_first", Min))})
+    return found, evaluation.cap_hit(counts=found, caps=caps)
+
+
+def _rule_hit(message: Message, category: Category, rule: SuppressionRule, trigger: dict) -> str:
+    words = f"{category.kind} within {rule.window_words()} of {trigger['category']} message #{trigger['id']}"
+    detail = {"rule": rule.pk, "rule_name": rule.name, "trigger": trigger["id"],
+              "trigger_sent_at": trigger["sent_at"].isoformat()}
+    if rule.action == SuppressionRule.Action.SUPPRESS:
+        message_transition(message=message, to=Status.SUPPRESSED, reason_code="suppression_rule",
+                           reason=f"suppressed: {words}", detail=detail)
+        return Status.SUPPRESSED
+    until = trigger["sent_at"] + timedelta(minutes=rule.window_minutes)
+    _defer(message, until, reason_code="suppression_rule", reason=f"deferred: {words}",
+           detail={**detail, "until": until.isoformat()})
+    return Status.SCHEDULED
+
+
+def _cap_hit(message: Message, policy: TenantPolicy, settings: PolicySettings, found: dict,
+             window: str) -> str:
+    caps = {"day": settings.cap_per_day, "week": settings.cap_per_week}
     cap = f"{caps[window]} per {window}"
     if settings.cap_action == PolicySettings.CapAction.DROP:
         message_transition(message=message, to=Status.SUPPRESSED, reason_code="frequency_cap",
@@ -150,3 +201,22 @@ def address_suppress(*, tenant, channel: str, address: str, source: str, reason:
     """Add an address to the tenant's suppression list (no-op if it is already there)."""
     SuppressedAddress.objects.get_or_create(tenant=tenant, channel=channel, address=address,
                                             defaults={"source": source, "reason": reason})
+
+
+def rule_dry_run(*, rule: SuppressionRule, sample: int = 1000) -> tuple[int, int]:
+    """(N, M): the rule would have held N of the tenant's last M (≤ sample) messages: those of
+    its kinds, not critical, sent (or created) within the window after a trigger message."""
+    from apps.policy.selectors import tenant_policy_load
+
+    policy = tenant_policy_load(tenant=rule.tenant)
+    keys = [key for key, c in policy.categories.items() if c.kind in rule.kinds]
+    recent = list(Message.objects.filter(tenant=rule.tenant).order_by("-id")
+                  .values_list("id", flat=True)[:sample])
+    at = Coalesce("sent_at", "created_at")
+    triggers = Message.objects.filter(
+        tenant=rule.tenant, recipient=OuterRef("recipient"), category__in=rule.after_categories,
+        status__in=COUNTED + [Status.BOUNCED], sent_at__lt=OuterRef("at"),
+        sent_at__gte=OuterRef("at") - timedelta(minutes=rule.window_minutes))
+    held = (Message.objects.filter(pk__in=recent, category__in=keys).exclude(priority="critical")
+            .annotate(at=at).filter(Exists(triggers)).count())
+    return held, len(recent)

@@ -27,9 +27,11 @@ CONTENT_VIEW = _perms("content", "view", "template", "templatelocale", "template
                       "partial", "brand", "historicaltemplate")
 
 # Categories, quiet hours and caps (docs/policy.md); recipients' preferences; the suppression list.
-POLICY_EDIT = [*_perms("policy", "view add change delete", "category", "policysettings", "suppressedaddress"),
+POLICY_EDIT = [*_perms("policy", "view add change delete", "category", "policysettings", "suppressedaddress",
+                       "suppressionrule"),
                *_perms("policy", "view change", "preference")]
-POLICY_VIEW = _perms("policy", "view", "category", "policysettings", "suppressedaddress", "preference")
+POLICY_VIEW = _perms("policy", "view", "category", "policysettings", "suppressedaddress", "preference",
+                     "suppressionrule")
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Edit content and journeys (journeys come later); look up recipients for previews.
