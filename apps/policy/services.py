@@ -4,7 +4,7 @@ to preferences and the suppression list."""
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, Exists, Min, OuterRef, Q
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q
 from django.db.models.functions import Coalesce
 
 from apps.core import clock
@@ -105,45 +105,60 @@ def _locked_checks(message: Message, policy: TenantPolicy, category: Category,
                    rules: list[SuppressionRule], settings: PolicySettings | None) -> str | None:
     """Suppression rules, then caps, under the recipient's row lock (SELECT … FOR UPDATE): two
     workers deciding for one recipient are serialised, and a message that passes takes its slot
-    at once (sent_at is stamped), so the second one counts it. One query per rule, one count."""
+    at once (sent_at is stamped), so the second one counts it. Rules and caps are answered by
+    one aggregate over the recipient's recent messages (index on tenant, recipient, sent_at)."""
     now = clock.now()
     with transaction.atomic():
         list(Recipient.objects.select_for_update().filter(pk=message.recipient_id).values_list("pk"))
         history = Message.objects.filter(tenant_id=message.tenant_id, recipient_id=message.recipient_id,
                                          status__in=COUNTED).exclude(pk=message.pk)
-        rule, trigger = _first_trigger(history, rules, now)
-        found, window = (_cap_count(history, policy, settings, now) if trigger is None and settings
-                         else ({}, None))
-        if trigger is None and window is None:
+        found = _recent(history, policy, rules, settings, now)
+        rule, trigger_at = _first_rule_hit(rules, found, now)
+        window = None if rule is not None or settings is None else evaluation.cap_hit(
+            counts=found, caps={"day": settings.cap_per_day, "week": settings.cap_per_week})
+        if rule is None and window is None:
             Message.objects.filter(pk=message.pk).update(sent_at=now)  # takes its slot
             return None
-    if trigger is not None:
+    if rule is not None:
+        trigger = (history.filter(category__in=rule.after_categories, sent_at=trigger_at)
+                   .values("id", "category", "sent_at").first())  # only to name it: the rare path
         return _rule_hit(message, category, rule, trigger)
     return _cap_hit(message, policy, settings, found, window)
 
 
-def _first_trigger(history, rules: list[SuppressionRule], now) -> tuple[SuppressionRule | None, dict | None]:
-    """The first rule the recipient's recent messages set off, and the message that did."""
+def _recent(history, policy: TenantPolicy, rules: list[SuppressionRule], settings: PolicySettings | None,
+            now) -> dict:
+    """One query: per cap window the messages holding a slot and the oldest of them; per trigger
+    category of the rules the latest send."""
+    aggregates, spans = {}, [timedelta(minutes=r.window_minutes) for r in rules]
+    if settings is not None:
+        exempt = ([key for key, c in policy.categories.items() if c.kind == Kind.TRANSACTIONAL]
+                  if settings.caps_exempt_transactional else [])
+        caps = {"day": settings.cap_per_day, "week": settings.cap_per_week}
+        for window, cap in caps.items():
+            if cap is not None:
+                counted = Q(sent_at__gt=now - WINDOWS[window]) & ~Q(category__in=exempt)
+                aggregates[window] = Count("id", filter=counted)
+                aggregates[f"{window}_first"] = Min("sent_at", filter=counted)
+                spans.append(WINDOWS[window])
+    for key in sorted({key for rule in rules for key in rule.after_categories}):
+        aggregates[f"after:{key}"] = Max("sent_at", filter=Q(category=key))
+    # aggregate() keyword names must be identifiers: map them to safe aliases and back.
+    names = {f"a{i}": name for i, name in enumerate(aggregates)}
+    row = history.filter(sent_at__gt=now - max(spans)).aggregate(
+        **{alias: aggregates[name] for alias, name in names.items()})
+    return {name: row[alias] for alias, name in names.items()}
+
+
+def _first_rule_hit(rules: list[SuppressionRule], found: dict, now) -> tuple[SuppressionRule | None, object]:
+    """The first rule a recent send of one of its categories sets off, and that send's time."""
     for rule in rules:
-        trigger = (history.filter(category__in=rule.after_categories,
-                                  sent_at__gt=now - timedelta(minutes=rule.window_minutes))
-                   .order_by("-sent_at").values("id", "category", "sent_at").first())
-        if trigger is not None:
-            return rule, trigger
+        since = now - timedelta(minutes=rule.window_minutes)
+        times = [found.get(f"after:{key}") for key in rule.after_categories]
+        latest = max((t for t in times if t is not None and t > since), default=None)
+        if latest is not None:
+            return rule, latest
     return None, None
-
-
-def _cap_count(history, policy: TenantPolicy, settings: PolicySettings, now) -> tuple[dict, str | None]:
-    """Messages holding a slot in each window (index on tenant, recipient, sent_at), and the
-    first window whose cap they fill."""
-    caps = {"day": settings.cap_per_day, "week": settings.cap_per_week}
-    longest = max(WINDOWS[w] for w, cap in caps.items() if cap is not None)
-    exempt = ([key for key, c in policy.categories.items() if c.kind == Kind.TRANSACTIONAL]
-              if settings.caps_exempt_transactional else [])
-    found = history.filter(sent_at__gt=now - longest).exclude(category__in=exempt).aggregate(**{
-        agg: fn("sent_at", filter=Q(sent_at__gt=now - WINDOWS[w]))
-        for w in WINDOWS for agg, fn in ((w, Count), (f"{w}_first", Min))})
-    return found, evaluation.cap_hit(counts=found, caps=caps)
 
 
 def _rule_hit(message: Message, category: Category, rule: SuppressionRule, trigger: dict) -> str:
