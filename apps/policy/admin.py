@@ -3,7 +3,16 @@ from django.contrib import admin
 
 from apps.core.admin import TenantScopedAdmin
 from apps.messaging.models import Channel
-from apps.policy.models import Category, Kind, PolicySettings, Preference, SuppressedAddress, SuppressionRule
+from apps.policy.models import (
+    Category,
+    FlagRule,
+    Kind,
+    PolicySettings,
+    Preference,
+    RecipientFlag,
+    SuppressedAddress,
+    SuppressionRule,
+)
 from apps.policy.services import rule_dry_run
 
 
@@ -95,3 +104,29 @@ class SuppressionRuleAdmin(TenantScopedAdmin):
         held, sample = rule_dry_run(rule=obj)
         verb = "suppressed" if obj.action == SuppressionRule.Action.SUPPRESS else "deferred"
         return f"This rule would have {verb} {held} of the last {sample:,} messages."
+
+
+class FlagRuleForm(forms.ModelForm):
+    categories = KeyListField(help_text="Category keys held while the flag is set, comma-separated.")
+
+    class Meta:
+        model = FlagRule
+        fields = ["tenant", "name", "enabled", "flag", "categories", "set_by_event", "cleared_by_event",
+                  "expires_after_minutes", "action"]
+
+
+@admin.register(FlagRule)
+class FlagRuleAdmin(TenantScopedAdmin):
+    form = FlagRuleForm
+    list_display = ["name", "flag", "set_by_event", "cleared_by_event", "expires_after_minutes", "enabled",
+                    "tenant"]
+    list_select_related = ["tenant"]
+
+
+@admin.register(RecipientFlag)
+class RecipientFlagAdmin(TenantScopedAdmin):
+    list_display = ["flag", "recipient", "set_at", "expires_at", "tenant"]
+    list_select_related = ["tenant", "recipient"]
+    raw_id_fields = ["recipient"]
+    search_fields = ["=recipient__external_id"]
+    show_full_result_count = False

@@ -166,3 +166,56 @@ class SuppressionRule(TenantScopedModel):
     def window_words(self) -> str:
         minutes = self.window_minutes
         return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+
+
+class FlagRule(TenantScopedModel):
+    """"Hold category X while flag F is set": an event named `set_by_event` sets the flag on its
+    recipient, one named `cleared_by_event` clears it, or it expires `expires_after_minutes` after
+    it was set. While it is set, messages of `categories` are held (deferred or suppressed);
+    critical ones pass. A tenant's flag rules and its ancestors' all apply."""
+
+    class Action(models.TextChoices):
+        DEFER = "defer", "Defer until the flag is cleared or expires"
+        SUPPRESS = "suppress", "Suppress (never sent)"
+
+    name = models.CharField(max_length=200)
+    enabled = models.BooleanField(default=True)
+    flag = models.SlugField(max_length=64, help_text="e.g. in-checkout")
+    categories = models.JSONField(default=list, help_text="Category keys held while the flag is set.")
+    set_by_event = models.CharField(max_length=200, help_text="Event name that sets the flag.")
+    cleared_by_event = models.CharField(max_length=200, blank=True, help_text="Event name that clears it.")
+    expires_after_minutes = models.PositiveIntegerField(null=True, blank=True,
+                                                        help_text="Blank: until cleared.")
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.DEFER)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        errors = {}
+        if (not isinstance(self.categories, list) or not self.categories
+                or any(not isinstance(k, str) or not k for k in self.categories)):
+            errors["categories"] = "Name one or more category keys."
+        if not self.cleared_by_event and not self.expires_after_minutes:
+            errors["expires_after_minutes"] = "Give a clearing event, an expiry or both: else it never ends."
+        if self.cleared_by_event and self.cleared_by_event == self.set_by_event:
+            errors["cleared_by_event"] = "Must differ from the event that sets the flag."
+        if errors:
+            raise ValidationError(errors)
+
+
+class RecipientFlag(TenantScopedModel):
+    """A flag set on a recipient by an event (see FlagRule)."""
+
+    recipient = models.ForeignKey("recipients.Recipient", on_delete=models.CASCADE, related_name="+")
+    flag = models.SlugField(max_length=64)
+    set_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "recipient", "flag"],
+                                               name="recipient_flag_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.flag} on {self.recipient_id}"

@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from apps.core.cache import cache_add, cache_get, cache_set
-from apps.policy.models import Category, Kind, PolicySettings, Preference, SuppressedAddress, SuppressionRule
+from apps.policy.models import (
+    Category,
+    FlagRule,
+    Kind,
+    PolicySettings,
+    Preference,
+    RecipientFlag,
+    SuppressedAddress,
+    SuppressionRule,
+)
 
 VERSION_KEY = "signalbox:policy-version"
 # Known to every tenant without being defined: what a message names when it names nothing.
@@ -23,6 +32,7 @@ class TenantPolicy:
     settings: PolicySettings | None = None
     timezone: str = "UTC"
     rules: list[SuppressionRule] = field(default_factory=list)
+    flag_rules: list[FlagRule] = field(default_factory=list)
 
     def category(self, key: str) -> Category | None:
         """The category `key` names; None if unknown. A tenant that has defined no categories
@@ -35,7 +45,7 @@ class TenantPolicy:
 
 
 def tenant_policy_load(*, tenant) -> TenantPolicy:
-    """Three queries: the categories, settings and rules of the tenant and its ancestors."""
+    """Four queries: the categories, settings, rules and flag rules of the tenant and its ancestors."""
     lineage = tenant.lineage()
     rank = {t.pk: depth for depth, t in enumerate(lineage)}
     categories: dict[str, Category] = {}
@@ -43,8 +53,9 @@ def tenant_policy_load(*, tenant) -> TenantPolicy:
         categories[category.key] = category  # nearer tenants come later and win
     settings = sorted(PolicySettings.objects.filter(tenant__in=lineage), key=lambda s: rank[s.tenant_id])
     rules = list(SuppressionRule.objects.filter(tenant__in=lineage, enabled=True).order_by("id"))
+    flag_rules = list(FlagRule.objects.filter(tenant__in=lineage, enabled=True).order_by("id"))
     return TenantPolicy(categories=categories, settings=settings[0] if settings else None,
-                        timezone=tenant.effective_default_timezone(), rules=rules)
+                        timezone=tenant.effective_default_timezone(), rules=rules, flag_rules=flag_rules)
 
 
 class PolicyLookup:
@@ -87,3 +98,12 @@ def suppressed_for_many(*, pairs) -> set[tuple[int, str, str]]:
         tenant_id__in={t for t, _, _ in pairs}, address__in={a for _, _, a in pairs}
     ).values_list("tenant_id", "channel", "address")
     return set(rows) & pairs
+
+
+def flags_for_many(*, recipient_ids, now) -> dict[int, dict[str, RecipientFlag]]:
+    """recipient id → {flag: RecipientFlag} of the flags set and not expired."""
+    found: dict[int, dict[str, RecipientFlag]] = {}
+    rows = RecipientFlag.objects.filter(recipient_id__in=set(recipient_ids)).exclude(expires_at__lte=now)
+    for row in rows:
+        found.setdefault(row.recipient_id, {})[row.flag] = row
+    return found

@@ -14,16 +14,27 @@ from apps.policy import evaluation
 from apps.policy.links import absolute_url, link_token, unsubscribe_headers
 from apps.policy.models import (
     Category,
+    FlagRule,
     Kind,
     PolicySettings,
     Preference,
+    RecipientFlag,
     SuppressedAddress,
     SuppressionRule,
 )
-from apps.policy.selectors import PolicyLookup, TenantPolicy, preferences_for_many, suppressed_for_many
+from apps.policy.selectors import (
+    PolicyLookup,
+    TenantPolicy,
+    flags_for_many,
+    preferences_for_many,
+    suppressed_for_many,
+)
 from apps.recipients.models import Recipient
+from apps.tenants.selectors import tenant_get_cached
 
 WINDOWS = {"day": timedelta(days=1), "week": timedelta(days=7)}
+# A message held by a flag without an expiry is decided again this often (the flag may be cleared).
+FLAG_RECHECK = timedelta(minutes=15)
 # What takes a slot under a cap. `sent_at` is stamped when a message passes the cap check (before
 # the provider call), so a message still being sent counts; a failed one no longer does.
 COUNTED = [Status.SENDING, Status.SENT, Status.DELIVERED]
@@ -41,6 +52,8 @@ class PolicyBatch:
             (m.tenant_id, channel, address_of[channel](m.recipient))
             for m in messages for channel in m.channels})
         self.address_of = address_of
+        self.flags = (flags_for_many(recipient_ids=[m.recipient_id for m in messages], now=clock.now())
+                      if any(p.flag_rules for p in self.tenants.values()) else {})
 
     def category(self, message: Message) -> Category:
         known = self.tenants[message.tenant_id].category(message.category)
@@ -68,9 +81,9 @@ class PolicyBatch:
         (scheduled or suppressed) with the reason in its timeline, and its new status is returned."""
         policy = self.tenants[message.tenant_id]
         category = self.category(message)
-        deferred = self._quiet_hours(message, policy, category)
-        if deferred is not None:
-            return deferred
+        held = self._quiet_hours(message, policy, category) or self._flags(message, policy, category)
+        if held is not None:
+            return held
         rules = [r for r in policy.rules
                  if evaluation.rule_applies(rule=r, category=category, priority=message.priority)]
         settings = policy.settings
@@ -80,6 +93,30 @@ class PolicyBatch:
         if not rules and not capped:
             return None  # no query at all
         return _locked_checks(message, policy, category, rules, settings if capped else None)
+
+    def _flags(self, message: Message, policy: TenantPolicy, category: Category) -> str | None:
+        """A flag rule holding this category while a flag is set on the recipient."""
+        if message.priority == "critical":
+            return None
+        flags = self.flags.get(message.recipient_id, {})
+        for rule in policy.flag_rules:
+            flag = flags.get(rule.flag)
+            if flag is None or category.key not in rule.categories:
+                continue
+            detail = {"flag_rule": rule.pk, "flag": rule.flag, "set_at": flag.set_at.isoformat()}
+            if rule.action == FlagRule.Action.SUPPRESS:
+                message_transition(message=message, to=Status.SUPPRESSED, reason_code="flag",
+                                   reason=f"suppressed: {category.key} is held while {rule.flag} is set",
+                                   detail=detail)
+                return Status.SUPPRESSED
+            until = flag.expires_at or clock.now() + FLAG_RECHECK
+            timezone = message.recipient.timezone or policy.timezone
+            ends = "expires" if flag.expires_at else "is checked again"
+            _defer(message, until, reason_code="flag", detail={**detail, "until": until.isoformat()},
+                   reason=f"deferred: {category.key} is held while {rule.flag} is set; it {ends} at "
+                          f"{evaluation.local_time_words(until, timezone)}")
+            return Status.SCHEDULED
+        return None
 
     def _quiet_hours(self, message: Message, policy: TenantPolicy, category: Category) -> str | None:
         preference = self.preferences.get(message.recipient_id)
@@ -235,3 +272,22 @@ def rule_dry_run(*, rule: SuppressionRule, sample: int = 1000) -> tuple[int, int
     held = (Message.objects.filter(pk__in=recent, category__in=keys).exclude(priority="critical")
             .annotate(at=at).filter(Exists(triggers)).count())
     return held, len(recent)
+
+
+def flags_from_events(*, events) -> None:
+    """Event consumer (SIGNALBOX_EVENT_CONSUMERS): events named by a flag rule set or clear the
+    flag on their recipient. Runs inside events_process's transaction."""
+    lookup = PolicyLookup()
+    for event in events:
+        if event.recipient_id is None:
+            continue
+        for rule in lookup(tenant=tenant_get_cached(tenant_id=event.tenant_id)).flag_rules:
+            if event.name == rule.set_by_event:
+                expires = (event.occurred_at + timedelta(minutes=rule.expires_after_minutes)
+                           if rule.expires_after_minutes else None)
+                RecipientFlag.objects.update_or_create(
+                    tenant_id=event.tenant_id, recipient_id=event.recipient_id, flag=rule.flag,
+                    defaults={"set_at": event.occurred_at, "expires_at": expires})
+            elif event.name == rule.cleared_by_event:
+                RecipientFlag.objects.filter(tenant_id=event.tenant_id, recipient_id=event.recipient_id,
+                                             flag=rule.flag).delete()

@@ -249,8 +249,8 @@ SIGNALBOX_TICK_JOBS = [
     "apps.messaging.services.messages_rescue_stuck",
 ]
 # Services called with every batch of committed events (`events=[Event, …]`): the journey
-# engine plugs in here.
-SIGNALBOX_EVENT_CONSUMERS: list[str] = []
+# engine plugs in here; policy sets and clears recipients' flags (docs/policy.md).
+SIGNALBOX_EVENT_CONSUMERS: list[str] = ["apps.policy.services.flags_from_events"]
 # An event still unprocessed this long after it was received is re-enqueued by the tick.
 SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS = read("SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS", env.int, default=60)
 # Delivery: attempts before a message fails; exponential back-off with full jitter between them.

@@ -44,3 +44,18 @@ def test_a_category_with_an_unknown_channel_is_refused_in_the_admin(client):
         "tenant": alice.pk, "key": "marketing", "name": "Marketing", "kind": "commercial",
         "default_priority": "low", "channels_off": ["sms"]})
     assert response.status_code == 302
+
+
+def test_a_tenant_admin_adds_a_flag_rule(client):
+    from apps.policy.models import FlagRule
+
+    alice = TenantFactory(name="Alice")
+    client.force_login(staff_member(tenant=alice, role=Role.TENANT_ADMIN))
+    form = {"tenant": alice.pk, "name": "Checkout", "enabled": "on", "flag": "in-checkout",
+            "categories": "cart, marketing", "set_by_event": "checkout.started", "cleared_by_event": "",
+            "expires_after_minutes": "", "action": "defer"}
+    response = client.post("/admin/policy/flagrule/add/", form)
+    assert response.status_code == 200 and "never ends" in response.content.decode()
+    response = client.post("/admin/policy/flagrule/add/", {**form, "expires_after_minutes": "60"})
+    assert response.status_code == 302
+    assert FlagRule.objects.get().categories == ["cart", "marketing"]
