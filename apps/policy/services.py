@@ -1,9 +1,10 @@
 """Policy applied to a batch of claimed messages (called by apps.messaging.pipeline), and writes
 to preferences and the suppression list."""
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q
 from django.db.models.functions import Coalesce
 
@@ -145,11 +146,15 @@ def _locked_checks(message: Message, policy: TenantPolicy, category: Category,
     at once (sent_at is stamped), so the second one counts it. Rules and caps are answered by
     one aggregate over the recipient's recent messages (index on tenant, recipient, sent_at)."""
     now = clock.now()
+    spec = _aggregates(policy, rules, settings, now)
+    history = Message.objects.filter(tenant_id=message.tenant_id, recipient_id=message.recipient_id,
+                                     status__in=COUNTED).exclude(pk=message.pk)
     with transaction.atomic():
-        list(Recipient.objects.select_for_update().filter(pk=message.recipient_id).values_list("pk"))
-        history = Message.objects.filter(tenant_id=message.tenant_id, recipient_id=message.recipient_id,
-                                         status__in=COUNTED).exclude(pk=message.pk)
-        found = _recent(history, policy, rules, settings, now)
+        if connection.vendor == "postgresql":
+            found = _recent_locked_pg(message, spec)
+        else:
+            list(Recipient.objects.select_for_update().filter(pk=message.recipient_id).values_list("pk"))
+            found = _recent_orm(history, spec)
         rule, trigger_at = _first_rule_hit(rules, found, now)
         window = None if rule is not None or settings is None else evaluation.cap_hit(
             counts=found, caps={"day": settings.cap_per_day, "week": settings.cap_per_week})
@@ -163,28 +168,75 @@ def _locked_checks(message: Message, policy: TenantPolicy, category: Category,
     return _cap_hit(message, policy, settings, found, window)
 
 
-def _recent(history, policy: TenantPolicy, rules: list[SuppressionRule], settings: PolicySettings | None,
-            now) -> dict:
-    """One query: per cap window the messages holding a slot and the oldest of them; per trigger
-    category of the rules the latest send."""
-    aggregates, spans = {}, [timedelta(minutes=r.window_minutes) for r in rules]
+@dataclass(frozen=True)
+class Aggregate:
+    """One figure about the recipient's recent messages: COUNT, MIN or MAX of sent_at over those
+    sent after `since` (if given) whose category is (or, with `exclude`, is not) in `categories`."""
+
+    name: str
+    function: str
+    since: datetime | None
+    categories: list[str]
+    exclude: bool
+
+
+def _aggregates(policy: TenantPolicy, rules: list[SuppressionRule], settings: PolicySettings | None,
+                now: datetime) -> tuple[list[Aggregate], datetime]:
+    """Per cap window the messages holding a slot and the oldest of them; per trigger category of
+    the rules the latest send; and how far back to look."""
+    spec, spans = [], [timedelta(minutes=r.window_minutes) for r in rules]
     if settings is not None:
         exempt = ([key for key, c in policy.categories.items() if c.kind == Kind.TRANSACTIONAL]
                   if settings.caps_exempt_transactional else [])
-        caps = {"day": settings.cap_per_day, "week": settings.cap_per_week}
-        for window, cap in caps.items():
+        for window, cap in {"day": settings.cap_per_day, "week": settings.cap_per_week}.items():
             if cap is not None:
-                counted = Q(sent_at__gt=now - WINDOWS[window]) & ~Q(category__in=exempt)
-                aggregates[window] = Count("id", filter=counted)
-                aggregates[f"{window}_first"] = Min("sent_at", filter=counted)
+                since = now - WINDOWS[window]
+                spec += [Aggregate(window, "COUNT", since, exempt, True),
+                         Aggregate(f"{window}_first", "MIN", since, exempt, True)]
                 spans.append(WINDOWS[window])
     for key in sorted({key for rule in rules for key in rule.after_categories}):
-        aggregates[f"after:{key}"] = Max("sent_at", filter=Q(category=key))
-    # aggregate() keyword names must be identifiers: map them to safe aliases and back.
-    names = {f"a{i}": name for i, name in enumerate(aggregates)}
-    row = history.filter(sent_at__gt=now - max(spans)).aggregate(
-        **{alias: aggregates[name] for alias, name in names.items()})
-    return {name: row[alias] for alias, name in names.items()}
+        spec.append(Aggregate(f"after:{key}", "MAX", None, [key], False))
+    return spec, now - max(spans)
+
+
+def _recent_orm(history, spec: tuple[list[Aggregate], datetime]) -> dict:
+    aggregates, since = spec
+    functions = {"COUNT": Count, "MIN": Min, "MAX": Max}
+    expressions = {}
+    for index, a in enumerate(aggregates):  # aggregate() names must be identifiers: a0, a1, …
+        where = Q(category__in=a.categories)
+        where = ~where if a.exclude else where
+        if a.since is not None:
+            where &= Q(sent_at__gt=a.since)
+        expressions[f"a{index}"] = functions[a.function]("sent_at", filter=where)
+    row = history.filter(sent_at__gt=since).aggregate(**expressions)
+    return {a.name: row[f"a{index}"] for index, a in enumerate(aggregates)}
+
+
+def _recent_locked_pg(message: Message, spec: tuple[list[Aggregate], datetime]) -> dict:
+    """PostgreSQL, in plain SQL (the ORM's building of this aggregate costs more than running it:
+    bench/policy.py): lock the recipient, then aggregate. Two statements, never one: a statement
+    reads the snapshot taken when it started, so an aggregate in the statement that waited for
+    the lock would miss what the previous holder committed (apps/policy/tests/test_cap_race.py catches it)."""
+    aggregates, since = spec
+    columns, params = [], []
+    for a in aggregates:
+        conditions = ["category <> ALL(%s)" if a.exclude else "category = ANY(%s)"]
+        params.append(a.categories)
+        if a.since is not None:
+            conditions.append("sent_at > %s")
+            params.append(a.since)
+        columns.append(f"{a.function}(sent_at) FILTER (WHERE {' AND '.join(conditions)})")
+    # Built from constants only (function names, table names); every value is a parameter.
+    sql = (f"SELECT {', '.join(columns)} FROM {Message._meta.db_table} WHERE tenant_id = %s "  # noqa: S608
+           "AND recipient_id = %s AND status = ANY(%s) AND id <> %s AND sent_at > %s")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {Recipient._meta.db_table} WHERE id = %s FOR UPDATE",  # noqa: S608
+                       [message.recipient_id])
+        cursor.execute(sql, [*params, message.tenant_id, message.recipient_id,
+                             [str(s) for s in COUNTED], message.pk, since])
+        row = cursor.fetchone()
+    return {a.name: value for a, value in zip(aggregates, row, strict=True)}
 
 
 def _first_rule_hit(rules: list[SuppressionRule], found: dict, now) -> tuple[SuppressionRule | None, object]:
