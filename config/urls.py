@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.api.segment import segment_view
 from apps.core import views as core_views
+from apps.policy import views as policy_views
 
 admin.site.site_header = "Signalbox"
 admin.site.site_title = "Signalbox admin"
@@ -16,6 +17,9 @@ urlpatterns = [
     path("readyz", core_views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("apps.api.v1.urls")),
+    # Recipients' hosted pages, reached from links in messages (docs/policy.md).
+    path("p/<str:token>", policy_views.preferences_page, name="policy-preferences"),
+    path("u/<str:token>", policy_views.unsubscribe, name="policy-unsubscribe"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # The Segment HTTP tracking API (write key as the Basic-auth user name).

@@ -24,7 +24,9 @@ TRANSITIONS: dict[str, set[str]] = {
     Status.QUEUED: {Status.SENDING, Status.CANCELLED, Status.EXPIRED, Status.SUPPRESSED,
                     Status.FAILED, Status.SCHEDULED},
     # Back to queued: a retry later, or a move to the next channel (a `rerouted` event).
-    Status.SENDING: {Status.SENT, Status.FAILED, Status.QUEUED, Status.EXPIRED, Status.SUPPRESSED},
+    # Scheduled: deferred by policy (quiet hours, a frequency cap) and decided again when due.
+    Status.SENDING: {Status.SENT, Status.FAILED, Status.QUEUED, Status.EXPIRED, Status.SUPPRESSED,
+                     Status.SCHEDULED},
     Status.SENT: {Status.DELIVERED, Status.BOUNCED, Status.FAILED},
     Status.DELIVERED: {Status.BOUNCED},
 }
@@ -97,6 +99,8 @@ class Message(TenantScopedModel):
             # A recipient's history, newest first (keyset pagination on id).
             models.Index("tenant", "recipient", models.F("id").desc(), name="message_recipient_history"),
             models.Index(fields=["tenant", "category"], name="message_tenant_category"),
+            # Frequency caps count a recipient's messages in a rolling window (apps.policy).
+            models.Index(fields=["tenant", "recipient", "sent_at"], name="message_recipient_sent_at"),
             # What the scheduler and sweeper look for.
             models.Index(fields=["next_attempt_at"], name="message_due",
                          condition=models.Q(status__in=["scheduled", "queued", "sending"])),

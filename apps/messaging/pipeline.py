@@ -5,8 +5,8 @@ claim → eligibility → route → timing → render → send → record
 Messages go through it in batches (`messages_send`): one claim for the batch, every provider call
 of the batch in parallel threads (sends are I/O-bound), and one write for all accepted sends.
 Anything unusual (expiry, failover to another channel, retries) continues one message at a time
-in `deliver()`, the same code a batch of one runs. Templates plug into `render`; Policy adds its
-checks to `eligibility` and `timing`. Until they land those stages pass everything through.
+in `deliver()`, the same code a batch of one runs. Templates plug into `render`; Policy
+(apps.policy, docs/policy.md) adds its checks to `eligibility` and `timing`.
 """
 
 import json
@@ -29,6 +29,8 @@ from apps.delivery.providers.registry import provider_for
 from apps.delivery.selectors import ProviderLookup
 from apps.messaging.models import TRANSITIONS, Attempt, Channel, Message, Status, StatusEvent
 from apps.messaging.services import message_note, message_transition
+from apps.policy.evaluation import PolicyReason
+from apps.policy.services import PolicyBatch
 
 # Where each channel's address comes from; a channel without one is not eligible.
 ADDRESS = {
@@ -86,15 +88,21 @@ def messages_send(*, message_ids: list[int]) -> dict[int, Outcome]:
         for message in messages}
     breakers = Breakers((message.tenant_id, config.pk) for message in messages
                         for configs in providers[message.pk].values() for config in configs)
+    policy = PolicyBatch(messages, ADDRESS) if messages else None
     outcomes, ready = {}, []
     for message in messages:
-        decisions = eligibility(message, providers[message.pk], breakers)
+        decisions = eligibility(message, providers[message.pk], breakers, policy)
         channel = route(message, decisions)
+        if channel is not None and not expired(message):  # timing: quiet hours, caps
+            held = policy.timing(message)
+            if held is not None:
+                outcomes[message.pk] = Outcome(held)
+                continue
         # The common path: not expired, and the channel is the one requested (or tried) first.
         simple = not expired(message) and channel == (message.channel or message.channels[0])
-        rendered = try_render(message, channel, decisions) if simple else None
+        rendered = try_render(message, channel, decisions, policy) if simple else None
         if rendered is None:  # the uncommon paths
-            outcomes[message.pk] = deliver(message, providers[message.pk], decisions, breakers)
+            outcomes[message.pk] = deliver(message, providers[message.pk], decisions, breakers, policy=policy)
         else:
             ready.append((message, decisions, rendered))
 
@@ -108,12 +116,13 @@ def messages_send(*, message_ids: list[int]) -> dict[int, Outcome]:
     for (message, decisions, rendered), c in zip(ready, calls, strict=True):
         if not c.accepted:  # failover to another channel, or a retry: one by one
             outcomes[message.pk] = deliver(message, providers[message.pk], decisions, breakers,
-                                           first=(rendered, c))
+                                           first=(rendered, c), policy=policy)
     return outcomes
 
 
 def deliver(message: Message, providers: dict[str, list], decisions: dict[str, str],
-            breakers: Breakers, first: tuple[Rendered, Calls] | None = None) -> Outcome:
+            breakers: Breakers, first: tuple[Rendered, Calls] | None = None,
+            policy: PolicyBatch | None = None) -> Outcome:
     """The rest of the pipeline for one claimed message. `first`: the calls already made on the
     channel `route` picks first (expiry was checked before they were made)."""
     if first is None and expired(message):
@@ -124,23 +133,33 @@ def deliver(message: Message, providers: dict[str, list], decisions: dict[str, s
         channel = route(message, decisions)
         if channel is None and DOWN in decisions.values():
             return schedule_retry(message, settings.SIGNALBOX_BREAKER_COOL_DOWN_SECONDS)
+        blocked = {c: d for c, d in decisions.items() if isinstance(d, PolicyReason)}
+        if channel is None and blocked:
+            message_transition(message=message, to=Status.SUPPRESSED, reason_code="policy",
+                               reason="suppressed: " + "; ".join(f"{c}: {d}" for c, d in blocked.items()),
+                               detail={"channels": decisions})
+            return Outcome(Status.SUPPRESSED)
         if channel is None:
             message_transition(message=message, to=Status.FAILED, reason_code="no_eligible_channel",
                                reason="No requested channel can be used.", detail={"channels": decisions})
             return Outcome(Status.FAILED)
         if channel != message.channel:
             skipped = message.channel or message.channels[0]
-            if skipped != channel:  # the timeline says why the channel before was not used
+            if skipped != channel and isinstance(decisions[skipped], PolicyReason):
+                message_note(message=message, status=Status.REROUTED, reason_code="policy",
+                             reason=f"rerouted: {decisions[skipped]}; sending by {channel}",
+                             detail={"from": skipped, "to": channel, "channels": decisions})
+            elif skipped != channel:  # the timeline says why the channel before was not used
                 message_note(message=message, status=Status.REROUTED, reason_code="channel_failed",
                              reason=f"{skipped}: {decisions[skipped]}; trying {channel}.",
                              detail={"from": skipped, "to": channel, "channels": decisions})
             message.channel = channel
             Message.objects.filter(pk=message.pk).update(channel=channel)
-        # timing: expiry is checked above; Policy adds quiet hours, suppression and caps here.
+        # timing: expiry is checked above; quiet hours and caps in messages_send (channel-independent).
         if first is not None:
             (rendered, calls), first = first, None
         else:
-            rendered = try_render(message, channel, decisions)
+            rendered = try_render(message, channel, decisions, policy)
             if rendered is None:
                 continue  # on to the next channel
             calls = call_providers(message, rendered, providers.get(channel, []), breakers)
@@ -183,8 +202,9 @@ def expired(message: Message) -> bool:
     return message.expires_at is not None and message.expires_at <= clock.now()
 
 
-def eligibility(message: Message, providers: dict[str, list], breakers: Breakers) -> dict[str, str]:
-    """Each requested channel → "eligible" or why not."""
+def eligibility(message: Message, providers: dict[str, list], breakers: Breakers,
+                policy: PolicyBatch | None = None) -> dict[str, str]:
+    """Each requested channel → "eligible" or why not (a PolicyReason when policy rules it out)."""
     decisions = {}
     for channel in message.channels:
         configs = providers.get(channel, [])
@@ -195,8 +215,7 @@ def eligibility(message: Message, providers: dict[str, list], breakers: Breakers
         elif configs and all(breakers.is_open(tenant_id=message.tenant_id, config_id=c.pk) for c in configs):
             decisions[channel] = DOWN
         else:
-            decisions[channel] = "eligible"
-        # Policy adds: required category, unsubscribe, preferences, suppression list, health.
+            decisions[channel] = (policy and policy.channel_blocked(message, channel)) or "eligible"
     return decisions
 
 
@@ -209,24 +228,27 @@ def route(message: Message, decisions: dict[str, str]) -> str | None:
     return None
 
 
-def render(message: Message, channel: str) -> Rendered:
+def render(message: Message, channel: str, policy: PolicyBatch | None = None) -> Rendered:
     """The content for `channel`: the request's, or its template's published version rendered
-    now (recorded on the message). Raises InvalidInput/NotFound if the template cannot be."""
+    now (recorded on the message), with policy's links (and List-Unsubscribe headers on
+    commercial email). Raises InvalidInput/NotFound if the template cannot be rendered."""
     to = ADDRESS[channel](message.recipient)
+    links, headers = policy.links(message, channel) if policy else ({}, {})
     if not message.template_key:
-        return Rendered(channel=channel, to=to, content=message.content.get(channel, {}))
+        return Rendered(channel=channel, to=to, content=message.content.get(channel, {}), headers=headers)
     version, content = template_render_for_send(
         tenant=message.tenant, key=message.template_key, channels=[channel],
         recipient=recipient_profile(message.recipient), data=message.data,
-        message={"id": message.pk, "unsubscribe_url": "", "preferences_url": ""})  # Policy fills the URLs
+        message={"id": message.pk, "unsubscribe_url": "", "preferences_url": "", **links})
     message.template_version_id = version.pk
-    return Rendered(channel=channel, to=to, content=content[channel])
+    return Rendered(channel=channel, to=to, content=content[channel], headers=headers)
 
 
-def try_render(message: Message, channel: str, decisions: dict[str, str]) -> Rendered | None:
+def try_render(message: Message, channel: str, decisions: dict[str, str],
+               policy: PolicyBatch | None = None) -> Rendered | None:
     """render(), or None with the reason in `decisions` (routing then tries the next channel)."""
     try:
-        return render(message, channel)
+        return render(message, channel, policy)
     except (InvalidInput, NotFound) as error:
         decisions[channel] = f"cannot be rendered: {error}"
         return None

@@ -26,13 +26,21 @@ CONTENT_EDIT = [
 CONTENT_VIEW = _perms("content", "view", "template", "templatelocale", "templateversion", "layout",
                       "partial", "brand", "historicaltemplate")
 
+# Categories, quiet hours and caps (docs/policy.md); recipients' preferences; the suppression list.
+POLICY_EDIT = [*_perms("policy", "view add change delete", "category", "policysettings", "suppressedaddress",
+                       "suppressionrule", "flagrule", "recipientflag"),
+               *_perms("policy", "view change", "preference")]
+POLICY_VIEW = _perms("policy", "view", "category", "policysettings", "suppressedaddress", "preference",
+                     "suppressionrule", "flagrule", "recipientflag")
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Edit content and journeys (journeys come later); look up recipients for previews.
-    Role.MARKETER: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event", *CONTENT_EDIT],
+    Role.MARKETER: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event", *CONTENT_EDIT,
+                    *_perms("policy", "view add change", "category"), *POLICY_VIEW],
     # Read recipients, messages and templates; change nothing.
     Role.SUPPORT: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event",
                    "messaging.view_message", "messaging.view_statusevent", "messaging.view_attempt",
-                   *CONTENT_VIEW],
+                   *CONTENT_VIEW, *POLICY_VIEW, "policy.delete_suppressedaddress"],
     # Everything in their tenants: sub-tenants, staff memberships, API keys, recipients.
     Role.TENANT_ADMIN: [
         "tenants.view_tenant", "tenants.add_tenant", "tenants.change_tenant",
@@ -47,6 +55,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "delivery.change_providerconfig", "delivery.delete_providerconfig",
         # Approve or reject what Marketers publish, and decide whether that is needed (brand).
         *CONTENT_VIEW, "content.approve_templateversion", "content.add_brand", "content.change_brand",
+        *POLICY_EDIT,
     ],
 }
 

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.events",
     "apps.messaging",
     "apps.delivery",
+    "apps.policy",
     "apps.api",
 ]
 
@@ -248,8 +249,8 @@ SIGNALBOX_TICK_JOBS = [
     "apps.messaging.services.messages_rescue_stuck",
 ]
 # Services called with every batch of committed events (`events=[Event, …]`): the journey
-# engine plugs in here.
-SIGNALBOX_EVENT_CONSUMERS: list[str] = []
+# engine plugs in here; policy sets and clears recipients' flags (docs/policy.md).
+SIGNALBOX_EVENT_CONSUMERS: list[str] = ["apps.policy.services.flags_from_events"]
 # An event still unprocessed this long after it was received is re-enqueued by the tick.
 SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS = read("SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS", env.int, default=60)
 # Delivery: attempts before a message fails; exponential back-off with full jitter between them.
@@ -281,3 +282,7 @@ SIGNALBOX_API_KEY_CACHE_SECONDS = 300
 # the most segments an SMS may take with a template's sample data.
 SIGNALBOX_TEMPLATE_CACHE_SIZE = 512
 SIGNALBOX_SMS_MAX_SEGMENTS = read("SIGNALBOX_SMS_MAX_SEGMENTS", env.int, default=3)
+# Policy (docs/policy.md): the address recipients reach the hosted preference and unsubscribe
+# pages at (links in emails are absolute), and how long such a link works. RFC 8058 needs https.
+SIGNALBOX_PUBLIC_URL = read("SIGNALBOX_PUBLIC_URL", env.str, default="http://localhost:8000")
+SIGNALBOX_PREFERENCE_LINK_MAX_AGE_DAYS = read("SIGNALBOX_PREFERENCE_LINK_MAX_AGE_DAYS", env.int, default=90)

@@ -8,6 +8,7 @@ from apps.core import parsing
 from apps.core.errors import InvalidInput, NotFound
 from apps.messaging import intake, services
 from apps.messaging.models import Message
+from apps.policy.selectors import PolicyLookup
 from apps.recipients import services as recipients
 from apps.recipients.selectors import recipient_get
 from apps.tenants.models import ApiKey
@@ -74,6 +75,12 @@ class MessageListCreateView(TenantAPIView):
                 send.use_template(template_get_published(self.tenant, send.fields["template_key"]))
             except NotFound:
                 raise InvalidInput.field("template", "No published template has this key.") from None
+        category = PolicyLookup()(tenant=self.tenant).category(send.fields["category"])
+        if category is None:
+            raise InvalidInput.field("category", f"{send.fields['category']!r} is not a category of this "
+                                     "tenant (define it in the admin under Policy › Categories).")
+        if request.data.get("priority") is None:
+            send.fields["priority"] = category.default_priority
         ids = recipients.recipients_resolve_many(
             tenant=self.tenant, external_ids=[external_id for external_id, _ in send.recipients])
         recipients.recipients_apply_profiles(tenant=self.tenant, profiles={

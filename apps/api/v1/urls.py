@@ -1,9 +1,11 @@
 from django.urls import path
 
-from apps.api.v1 import messages, templates, views
+from apps.api.v1 import messages, preferences, templates, views
 
 urlpatterns = [
     path("recipients/<str:external_id>", views.RecipientDetailView.as_view(), name="recipient-detail"),
+    path("recipients/<str:external_id>/preferences", preferences.PreferencesView.as_view(),
+         name="recipient-preferences"),
     path("events", views.EventCreateView.as_view(), name="event-create"),
     path("events/batch", views.EventBatchView.as_view(), name="event-batch"),
     path("messages", messages.MessageListCreateView.as_view(), name="message-list"),

@@ -64,3 +64,27 @@ def test_a_revoked_demo_key_is_replaced_on_the_next_run():
     second = seed()
     assert second["secret_key"] != first["secret_key"]
     assert services.api_key_authenticate(token=second["secret_key"]) is not None
+
+
+def test_demo_policy_has_the_four_categories_quiet_hours_a_cap_and_the_2_h_rule():
+    from apps.policy.models import Category, PolicySettings, SuppressionRule
+    from apps.policy.selectors import tenant_policy_load
+
+    seed()
+    seed()
+    acme = Tenant.objects.get(slug="acme")
+    kinds = dict(Category.objects.filter(tenant=acme).values_list("key", "kind"))
+    assert {k: kinds[k] for k in ("security", "billing", "product-updates", "marketing")} == {
+        "security": "transactional", "billing": "transactional", "product-updates": "product",
+        "marketing": "commercial"}
+    assert Category.objects.get(tenant=acme, key="security").required
+    settings = PolicySettings.objects.get(tenant=acme)
+    assert (f"{settings.quiet_start:%H:%M}", f"{settings.quiet_end:%H:%M}", settings.cap_per_day) == (
+        "21:00", "08:00", 3)
+    rule = SuppressionRule.objects.get(tenant=acme)
+    assert (rule.kinds, rule.after_categories, rule.window_minutes) == (
+        ["commercial"], ["billing", "security"], 120)
+    # the sub-tenant inherits it all, and every demo template's category is known
+    europe = tenant_policy_load(tenant=Tenant.objects.get(slug="acme-eu"))
+    assert europe.settings == settings and len(europe.rules) == 1
+    assert all(europe.category(t.category) for t in Template.objects.all())

@@ -14,6 +14,7 @@ from django.db import transaction
 
 from apps.content.demo import demo_content_seed
 from apps.delivery.models import ProviderConfig
+from apps.policy.demo import demo_policy_seed
 from apps.recipients.models import Recipient
 from apps.tenants import services
 from apps.tenants.models import ApiKey, Membership, Role, Tenant
@@ -68,8 +69,9 @@ class Command(BaseCommand):
                 tenant=tenants[slug], external_id=profile["external_id"], defaults=profile
             )
         templates = demo_content_seed(tenant=acme, child=acme_eu)
+        categories = demo_policy_seed(tenant=acme)
         result = {"tenant": acme.slug, "secret_key": secret_key, "write_key": write_key,
-                  "users": users, "templates": templates}
+                  "users": users, "templates": templates, "categories": categories}
         self.stdout.write(json.dumps(result, indent=2) if options["json"] else self._text(result))
 
     def _user(self, username: str, role: str, tenant: Tenant) -> str:
@@ -105,4 +107,6 @@ class Command(BaseCommand):
             f"  Secret API key (Authorization: Bearer …): {result['secret_key']}\n"
             f"  Write key (Segment / RudderStack):       {result['write_key']}\n"
             f"  Templates (Content › Templates): {', '.join(result['templates'])}\n"
+            f"  Categories (Policy › Categories): {', '.join(result['categories'])}; quiet hours\n"
+            "    21:00–08:00, at most 3 messages a day, no commercial within 2 h of billing/security\n"
         )

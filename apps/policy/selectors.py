@@ -1,0 +1,109 @@
+"""Reads for policy. A tenant's categories and settings come from a per-process cache valid
+while a shared version is unchanged (bumped when either is edited), so deciding for a message
+costs no query for them; preferences and suppressed addresses are read once per batch."""
+
+import uuid
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from apps.core.cache import cache_add, cache_get, cache_set
+from apps.policy.models import (
+    Category,
+    FlagRule,
+    Kind,
+    PolicySettings,
+    Preference,
+    RecipientFlag,
+    SuppressedAddress,
+    SuppressionRule,
+)
+
+VERSION_KEY = "signalbox:policy-version"
+# Known to every tenant without being defined: what a message names when it names nothing.
+GENERAL = Category(key="general", name="General", kind=Kind.PRODUCT)
+
+
+@dataclass
+class TenantPolicy:
+    """A tenant's effective categories (nearest tenant wins per key) and settings."""
+
+    categories: dict[str, Category] = field(default_factory=dict)
+    settings: PolicySettings | None = None
+    timezone: str = "UTC"
+    rules: list[SuppressionRule] = field(default_factory=list)
+    flag_rules: list[FlagRule] = field(default_factory=list)
+
+    def category(self, key: str) -> Category | None:
+        """The category `key` names; None if unknown. A tenant that has defined no categories
+        (policy not set up yet, as after an upgrade) knows every key, with plain defaults."""
+        if key in self.categories:
+            return self.categories[key]
+        if key == GENERAL.key or not self.categories:
+            return Category(key=key, name=key, kind=Kind.PRODUCT)
+        return None
+
+
+def tenant_policy_load(*, tenant) -> TenantPolicy:
+    """Four queries: the categories, settings, rules and flag rules of the tenant and its ancestors."""
+    lineage = tenant.lineage()
+    rank = {t.pk: depth for depth, t in enumerate(lineage)}
+    categories: dict[str, Category] = {}
+    for category in sorted(Category.objects.filter(tenant__in=lineage), key=lambda c: -rank[c.tenant_id]):
+        categories[category.key] = category  # nearer tenants come later and win
+    settings = sorted(PolicySettings.objects.filter(tenant__in=lineage), key=lambda s: rank[s.tenant_id])
+    rules = list(SuppressionRule.objects.filter(tenant__in=lineage, enabled=True).order_by("id"))
+    flag_rules = list(FlagRule.objects.filter(tenant__in=lineage, enabled=True).order_by("id"))
+    return TenantPolicy(categories=categories, settings=settings[0] if settings else None,
+                        timezone=tenant.effective_default_timezone(), rules=rules, flag_rules=flag_rules)
+
+
+class PolicyLookup:
+    """tenant_policy_load, cached per process until the shared version changes (one cache read
+    per lookup object, i.e. per batch). Without a reachable cache it always asks the database."""
+
+    _found: dict[int, TenantPolicy] = {}
+    _version: str | None = None
+
+    def __init__(self):
+        version = cache_get(VERSION_KEY)
+        if version is None and cache_add(VERSION_KEY, uuid.uuid4().hex, None):
+            version = cache_get(VERSION_KEY)
+        if version is None or version != PolicyLookup._version:
+            PolicyLookup._found, PolicyLookup._version = {}, version
+        self.found = PolicyLookup._found if version is not None else {}
+
+    def __call__(self, *, tenant) -> TenantPolicy:
+        if tenant.pk not in self.found:
+            self.found[tenant.pk] = tenant_policy_load(tenant=tenant)
+        return self.found[tenant.pk]
+
+
+def policy_changed(**kwargs) -> None:
+    """Signal receiver: a category, settings row or tenant changed; every process reloads."""
+    cache_set(VERSION_KEY, uuid.uuid4().hex, None)
+    transaction.on_commit(lambda: cache_set(VERSION_KEY, uuid.uuid4().hex, None))
+
+
+def preferences_for_many(*, recipient_ids) -> dict[int, Preference]:
+    return {p.recipient_id: p for p in Preference.objects.filter(recipient_id__in=set(recipient_ids))}
+
+
+def suppressed_for_many(*, pairs) -> set[tuple[int, str, str]]:
+    """Of (tenant id, channel, address) triples, those on their tenant's suppression list."""
+    pairs = {p for p in pairs if p[2]}
+    if not pairs:
+        return set()
+    rows = SuppressedAddress.objects.filter(
+        tenant_id__in={t for t, _, _ in pairs}, address__in={a for _, _, a in pairs}
+    ).values_list("tenant_id", "channel", "address")
+    return set(rows) & pairs
+
+
+def flags_for_many(*, recipient_ids, now) -> dict[int, dict[str, RecipientFlag]]:
+    """recipient id → {flag: RecipientFlag} of the flags set and not expired."""
+    found: dict[int, dict[str, RecipientFlag]] = {}
+    rows = RecipientFlag.objects.filter(recipient_id__in=set(recipient_ids)).exclude(expires_at__lte=now)
+    for row in rows:
+        found.setdefault(row.recipient_id, {})[row.flag] = row
+    return found
