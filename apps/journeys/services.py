@@ -114,6 +114,10 @@ class _Version:
 _versions: dict[int, _Version] = {}
 
 
+def journey_cache_clear() -> None:
+    _versions.clear()
+
+
 def _version(version_id: int) -> _Version:
     if version_id not in _versions:
         version = JourneyVersion.objects.get(pk=version_id)
