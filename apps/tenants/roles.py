@@ -23,16 +23,19 @@ CONTENT_EDIT = [
     # Publishing is adding a version (it waits for approval when the tenant requires it).
     "content.view_templateversion", "content.add_templateversion",
 ]
+JOURNEYS_EDIT = [*_perms("journeys", "view add change", "journey"), "journeys.view_journeyrun"]
+JOURNEYS_VIEW = ["journeys.view_journey", "journeys.view_journeyrun"]
 CONTENT_VIEW = _perms("content", "view", "template", "templatelocale", "templateversion", "layout",
                       "partial", "brand", "historicaltemplate")
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    # Edit content and journeys (journeys come later); look up recipients for previews.
-    Role.MARKETER: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event", *CONTENT_EDIT],
+    # Edit content and journeys; look up recipients for previews.
+    Role.MARKETER: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event", *CONTENT_EDIT,
+                    *JOURNEYS_EDIT],
     # Read recipients, messages and templates; change nothing.
     Role.SUPPORT: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event",
                    "messaging.view_message", "messaging.view_statusevent", "messaging.view_attempt",
-                   *CONTENT_VIEW],
+                   *CONTENT_VIEW, *JOURNEYS_VIEW],
     # Everything in their tenants: sub-tenants, staff memberships, API keys, recipients.
     Role.TENANT_ADMIN: [
         "tenants.view_tenant", "tenants.add_tenant", "tenants.change_tenant",
@@ -47,6 +50,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "delivery.change_providerconfig", "delivery.delete_providerconfig",
         # Approve or reject what Marketers publish, and decide whether that is needed (brand).
         *CONTENT_VIEW, "content.approve_templateversion", "content.add_brand", "content.change_brand",
+        *JOURNEYS_VIEW,
     ],
 }
 
