@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Q
 
@@ -19,7 +20,6 @@ from apps.messaging.models import Message, Priority
 
 logger = logging.getLogger(__name__)
 
-DUE_BATCH = 500
 # A tick advances due runs for at most this long; the next tick (SKIP LOCKED) carries on.
 DUE_BUDGET_SECONDS = 30
 # Goals older than this are never looked for, whatever a journey's `goal.within` says.
@@ -245,10 +245,11 @@ def _state(run: JourneyRun) -> engine.RunState:
 
 # --- Scheduler -----------------------------------------------------------------------------------
 
-def journeys_advance_due(*, batch_size: int = DUE_BATCH, budget_seconds: float = DUE_BUDGET_SECONDS) -> int:
+def journeys_advance_due(*, batch_size: int | None = None, budget_seconds: float = DUE_BUDGET_SECONDS) -> int:
     """Tick job: advance every run whose due time has come (delays ending, waits timing out), in
     batches claimed with SKIP LOCKED, one transaction each: a worker killed mid-batch rolls the
     batch back and the next tick does it again; the dedupe key stops any second send."""
+    batch_size = batch_size or settings.SIGNALBOX_JOURNEY_DUE_BATCH
     started, total = walltime.monotonic(), 0
     while walltime.monotonic() - started < budget_seconds:
         advanced = _advance_due_batch(batch_size)
