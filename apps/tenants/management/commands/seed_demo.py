@@ -1,7 +1,8 @@
 """Demo data for `make dev`: tenant Acme with a sub-tenant, one staff user per role, API keys,
 a few recipients, a brand (the sub-tenant overrides its colours), a layout, partials and published
-templates (apps/content/demo.py). Idempotent: a second run finds everything and prints the same credentials
-(they are derived from SECRET_KEY, so nothing secret is written to disk)."""
+templates (apps/content/demo.py), two active journeys (apps/journeys/demo.py). Idempotent: a second
+run finds everything and prints the same credentials (they are derived from SECRET_KEY, so nothing
+secret is written to disk)."""
 
 import hashlib
 import hmac
@@ -14,6 +15,7 @@ from django.db import transaction
 
 from apps.content.demo import demo_content_seed
 from apps.delivery.models import ProviderConfig
+from apps.journeys.demo import demo_journeys_seed
 from apps.recipients.models import Recipient
 from apps.tenants import services
 from apps.tenants.models import ApiKey, Membership, Role, Tenant
@@ -68,8 +70,9 @@ class Command(BaseCommand):
                 tenant=tenants[slug], external_id=profile["external_id"], defaults=profile
             )
         templates = demo_content_seed(tenant=acme, child=acme_eu)
+        journeys = demo_journeys_seed(tenant=acme)
         result = {"tenant": acme.slug, "secret_key": secret_key, "write_key": write_key,
-                  "users": users, "templates": templates}
+                  "users": users, "templates": templates, "journeys": journeys}
         self.stdout.write(json.dumps(result, indent=2) if options["json"] else self._text(result))
 
     def _user(self, username: str, role: str, tenant: Tenant) -> str:
@@ -105,4 +108,5 @@ class Command(BaseCommand):
             f"  Secret API key (Authorization: Bearer …): {result['secret_key']}\n"
             f"  Write key (Segment / RudderStack):       {result['write_key']}\n"
             f"  Templates (Content › Templates): {', '.join(result['templates'])}\n"
+            f"  Journeys (Journeys › Journeys, active): {', '.join(result['journeys'])}\n"
         )
