@@ -1,6 +1,7 @@
 """Journey writes: publishing and status changes, the event consumer, the scheduler's tick job,
 cancellation by key. The transitions themselves are engine.py's; here they are executed."""
 
+import json
 import logging
 import time as walltime
 from collections import defaultdict
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max, Q
 
 from apps.core import clock
@@ -132,13 +133,16 @@ def _version(version_id: int) -> _Version:
 
 @dataclass
 class _Batch:
-    """What one transaction's runs produce, written together at the end."""
+    """What one transaction's runs produce, written together at the end (`flush`)."""
 
     now: datetime
     messages: list[Message] = field(default_factory=list)
-    new_path: list[JourneyRunStep] = field(default_factory=list)
+    runs: dict[int, JourneyRun] = field(default_factory=dict)  # changed runs, by id
+    new_path: dict[tuple[int, str], JourneyRunStep] = field(default_factory=dict)  # not yet inserted
+    closed_path: list[tuple[int, int, str, str]] = field(default_factory=list)  # run, step, outcome, reason
     recipients: dict = field(default_factory=dict)
     zones: dict = field(default_factory=dict)
+    categories: dict = field(default_factory=dict)  # (tenant id, template key) → its category
 
     def facts(self, run: JourneyRun) -> engine.Facts:
         from apps.content.services import recipient_profile
@@ -152,10 +156,63 @@ class _Batch:
     def flush(self) -> None:
         from apps.messaging.services import message_create_many
 
-        JourneyRunStep.objects.bulk_create(self.new_path)
+        _runs_update(list(self.runs.values()), self.now)
+        _path_close(self.closed_path, self.now)
+        JourneyRunStep.objects.bulk_create(self.new_path.values())
         if self.messages:
             message_create_many(messages=self.messages)
-        self.new_path, self.messages = [], []
+        self.runs, self.new_path, self.closed_path, self.messages = {}, {}, [], []
+
+
+RUN_FIELDS = ["status", "current_step", "context", "due_at", "wait_event", "end_reason", "ended_at",
+              "updated_at"]
+# PostgreSQL: a batch of runs in one statement whose parameters are arrays (see events_record).
+_RUNS_UPDATE = """
+    UPDATE journeys_journeyrun AS r SET status = u.status, current_step = u.step, context = u.context::jsonb,
+        due_at = u.due_at, wait_event = u.wait_event, end_reason = u.end_reason, ended_at = u.ended_at,
+        updated_at = %(now)s
+    FROM unnest(%(ids)s::bigint[], %(status)s::text[], %(step)s::text[], %(context)s::text[],
+        %(due_at)s::timestamptz[], %(wait_event)s::text[], %(end_reason)s::text[],
+        %(ended_at)s::timestamptz[])
+        AS u(id, status, step, context, due_at, wait_event, end_reason, ended_at)
+    WHERE r.id = u.id
+"""
+_PATH_CLOSE = """
+    UPDATE journeys_journeyrunstep AS s SET left_at = %(now)s, outcome = u.outcome, reason = u.reason
+    FROM unnest(%(runs)s::bigint[], %(steps)s::bigint[], %(outcomes)s::text[], %(reasons)s::text[])
+        AS u(run, step, outcome, reason)
+    WHERE s.run_id = u.run AND s.step_id = u.step AND s.left_at IS NULL
+"""
+
+
+def _runs_update(runs: list[JourneyRun], now: datetime) -> None:
+    if not runs:
+        return
+    for run in runs:
+        run.updated_at = now
+    if connection.vendor != "postgresql":
+        JourneyRun.objects.bulk_update(runs, RUN_FIELDS)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_RUNS_UPDATE, {
+            "now": now, "ids": [r.pk for r in runs], "status": [r.status for r in runs],
+            "step": [r.current_step for r in runs], "context": [json.dumps(r.context) for r in runs],
+            "due_at": [r.due_at for r in runs], "wait_event": [r.wait_event for r in runs],
+            "end_reason": [r.end_reason for r in runs], "ended_at": [r.ended_at for r in runs]})
+
+
+def _path_close(closed: list[tuple[int, int, str, str]], now: datetime) -> None:
+    if not closed:
+        return
+    if connection.vendor != "postgresql":
+        for run_id, step_id, outcome, reason in closed:
+            JourneyRunStep.objects.filter(run_id=run_id, step_id=step_id, left_at__isnull=True).update(
+                left_at=now, outcome=outcome, reason=reason)
+        return
+    with connection.cursor() as cursor:
+        runs, steps, outcomes, reasons = (list(column) for column in zip(*closed, strict=True))
+        cursor.execute(_PATH_CLOSE, {"now": now, "runs": runs, "steps": steps, "outcomes": outcomes,
+                                     "reasons": reasons})
 
 
 def _advance(run: JourneyRun, batch: _Batch, transition) -> engine.Result:
@@ -192,36 +249,36 @@ def _apply(run: JourneyRun, result: engine.Result, batch: _Batch) -> None:
     run.due_at, run.wait_event, run.end_reason = state.due_at, state.wait_event, state.end_reason
     if state.status not in engine.LIVE and run.ended_at is None:
         run.ended_at = batch.now
-    run.save(update_fields=["status", "current_step", "context", "due_at", "wait_event", "end_reason",
-                            "ended_at"])
+    batch.runs[run.pk] = run
     steps = _version(run.version_id).step_ids
-    opened: dict[str, JourneyRunStep] = {}
     for effect in result.effects:
         if isinstance(effect, engine.Entered):
-            row = JourneyRunStep(run=run, step_id=steps[effect.step], entered_at=batch.now)
-            opened[effect.step] = row
-            batch.new_path.append(row)
-        elif isinstance(effect, engine.Left):
-            if effect.step in opened:
-                row = opened.pop(effect.step)
+            batch.new_path[(run.pk, effect.step)] = JourneyRunStep(
+                run=run, step_id=steps[effect.step], entered_at=batch.now)
+        elif isinstance(effect, engine.Left) and effect.step:
+            row = batch.new_path.get((run.pk, effect.step))
+            if row is not None and row.left_at is None:
                 row.left_at, row.outcome, row.reason = batch.now, effect.outcome, effect.reason[:300]
-            elif effect.step:
-                JourneyRunStep.objects.filter(
-                    run=run, step_id=steps[effect.step], left_at__isnull=True,
-                ).update(left_at=batch.now, outcome=effect.outcome, reason=effect.reason[:300])
+            else:
+                batch.closed_path.append((run.pk, steps[effect.step], effect.outcome, effect.reason[:300]))
         elif isinstance(effect, engine.Send):
-            batch.messages.append(_message(run, effect, steps[effect.step]))
+            batch.messages.append(_message(run, effect, steps[effect.step], batch))
 
 
-def _message(run: JourneyRun, send: engine.Send, step_pk: int) -> Message:
+def _template_category(run: JourneyRun, key: str, batch: _Batch) -> str:
     from apps.content.services import template_get_published
 
-    category = send.category
-    if not category:
+    if (run.tenant_id, key) not in batch.categories:
         try:
-            category = template_get_published(run.tenant, send.template).template.category or "general"
+            category = template_get_published(run.tenant, key).template.category or "general"
         except NotFound:
             category = "general"  # the pipeline fails the send and records why
+        batch.categories[(run.tenant_id, key)] = category
+    return batch.categories[(run.tenant_id, key)]
+
+
+def _message(run: JourneyRun, send: engine.Send, step_pk: int, batch: _Batch) -> Message:
+    category = send.category or _template_category(run, send.template, batch)
     trigger = run.context.get("trigger", {})
     return Message(
         tenant_id=run.tenant_id, recipient_id=run.recipient_id, channels=list(send.channels),
@@ -294,13 +351,7 @@ def journeys_consume(*, events: list) -> None:
     recipient_ids = sorted({e.recipient_id for e in events})
     # Locked so that two workers never both decide a recipient may enter a "once" journey.
     recipients = Recipient.objects.select_for_update().select_related("tenant").in_bulk(recipient_ids)
-    runs = defaultdict(list)
-    for run in (JourneyRun.objects.select_for_update(of=("self",)).select_related("tenant", "journey")
-                .filter(tenant_id__in={e.tenant_id for e in events}, recipient_id__in=recipient_ids)
-                .filter(Q(status__in=engine.LIVE) | Q(converted_at__isnull=True,
-                                                         entered_at__gte=now - GOAL_WINDOW_MAX))
-                .order_by("id")):
-        runs[(run.tenant_id, run.recipient_id)].append(run)
+    runs = runs_for_events(events=events, now=now)
     batch = _Batch(now=now, recipients=recipients)
     for event in events:
         data = engine.event_data(event_id=event.pk, name=event.name, properties=event.properties,
@@ -313,6 +364,20 @@ def journeys_consume(*, events: list) -> None:
             if run is not None:
                 recipient_runs.append(run)
     batch.flush()
+
+
+def runs_for_events(*, events: list, now: datetime) -> dict[tuple[int, int], list[JourneyRun]]:
+    """(tenant id, recipient id) → the runs its events may reach: live ones (waits, exits) and
+    recent unconverted ones (goals), locked. One query on the (tenant, recipient) index."""
+    runs = defaultdict(list)
+    for run in (JourneyRun.objects.select_for_update(of=("self",)).select_related("tenant", "journey")
+                .filter(tenant_id__in={e.tenant_id for e in events},
+                        recipient_id__in={e.recipient_id for e in events})
+                .filter(Q(status__in=engine.LIVE) | Q(converted_at__isnull=True,
+                                                         entered_at__gte=now - GOAL_WINDOW_MAX))
+                .order_by("id")):
+        runs[(run.tenant_id, run.recipient_id)].append(run)
+    return runs
 
 
 def _event_reaches_run(run: JourneyRun, event, data: dict, batch: _Batch) -> None:

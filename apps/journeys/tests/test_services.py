@@ -258,3 +258,16 @@ def test_an_invalid_journey_cannot_be_activated(tenant):
     assert "steps.a.template" in error.value.fields
     journey.refresh_from_db()
     assert journey.status == "draft" and journey.live_version is None
+
+
+def test_events_in_one_batch_start_a_run_then_move_it_on(tenant, ada):
+    active_journey(tenant, WAIT)
+    events_record(tenant=tenant, source=Event.Source.API, drafts=[
+        EventDraft(name="order.placed", recipient_id=ada.pk, properties={"order_id": "A"}),
+        EventDraft(name="order.paid", recipient_id=ada.pk, properties={"order_id": "A"})])
+    events_process()
+    run = JourneyRun.objects.get(recipient=ada)
+    assert run.status == "completed"
+    assert [(s.step.key, s.outcome, s.left_at is not None) for s in run.path.select_related("step")] == [
+        ("paid", "matched", True), ("thanks", "passed", True)]
+    assert [m.template_key for m in messages(ada)] == ["thanks"]
