@@ -45,7 +45,7 @@ def validate(cond, path: str = "conditions", depth: int = 0) -> list[tuple[str, 
     field, op = cond.get("field"), cond.get("op")
     if not isinstance(field, str) or field.split(".")[0] not in ROOTS or len(field.split(".")) < 2:
         errors.append((f"{path}.field", f"Give a field path starting with one of: {', '.join(ROOTS)}."))
-    if op not in OPERATORS:
+    if not isinstance(op, str) or op not in OPERATORS:
         errors.append((f"{path}.op", f"Unknown operator {op!r}; use one of: {', '.join(OPERATORS)}."))
         return errors
     value = cond.get("value")

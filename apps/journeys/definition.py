@@ -28,7 +28,7 @@ from apps.journeys import conditions
 
 STEP_TYPES = ("send", "delay", "wait", "branch", "exit")
 # Steps that hold a run until time passes: a loop must contain one.
-BLOCKING = {"delay", "wait"}
+BLOCKING = ("delay", "wait")
 REENTRY_RULES = ("once", "one_at_a_time", "every_time", "cooldown")
 CHANNELS = ("email", "sms", "push", "chat", "webhook", "inbox")
 PRIORITIES = ("", "critical", "high", "normal", "low")
@@ -96,7 +96,7 @@ def validate(definition, *, template_published: Callable[[str], bool] | None = N
     for sid, step in by_id.items():
         _validate_step(sid, step, by_id, add, template_published)
     start = definition.get("start") or (steps[0].get("id") if isinstance(steps[0], dict) else None)
-    if start not in by_id:
+    if not isinstance(start, str) or start not in by_id:
         add("start", f"The start step '{start}' does not exist.")
     for sid in _loops_without_wait(by_id):
         add(f"steps.{sid}.next", "This step is in a loop with no delay or wait: a run would never stop.")

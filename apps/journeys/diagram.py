@@ -23,9 +23,15 @@ def _summary(step: dict) -> str:
     return ""
 
 
+def _steps(definition) -> dict[str, dict]:
+    steps = definition.get("steps") if isinstance(definition, dict) else None
+    return {s["id"]: s for s in steps if isinstance(s, dict) and isinstance(s.get("id"), str)} \
+        if isinstance(steps, list) else {}
+
+
 def _levels(definition: dict) -> dict[str, int]:
     """Each step's row: its distance from the start (unreachable steps go below the rest)."""
-    steps = {s["id"]: s for s in definition.get("steps", []) if isinstance(s, dict) and "id" in s}
+    steps = _steps(definition)
     start = definition.get("start") or next(iter(steps), None)
     levels, queue = {}, [(start, 0)] if start in steps else []
     while queue:
@@ -40,9 +46,9 @@ def _levels(definition: dict) -> dict[str, int]:
 
 def journey_svg(definition: dict, counts: dict[str, dict[str, int]], errors: dict[str, list[str]]
                 ) -> SafeString:
-    steps = {s["id"]: s for s in definition.get("steps", []) if isinstance(s, dict) and "id" in s}
+    steps = _steps(definition)
     if not steps:
-        return mark_safe("<p>No steps yet.</p>")
+        return mark_safe("<p>No steps yet.</p>")  # noqa: S308 - a constant
     levels = _levels(definition)
     rows: dict[int, list[str]] = {}
     for sid, level in levels.items():

@@ -101,3 +101,17 @@ def test_support_sees_journeys_but_cannot_change_them(client, tenant):
     client.post(change, {**form(tenant, ABANDONED_CART), "_archive": "1"})
     journey.refresh_from_db()
     assert journey.status == "active"
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("{\"steps\": [", "Enter a valid JSON."),
+    ('"steps"', "definition: A journey definition must be a JSON object."),
+    ('{"trigger": {"event": "x"}, "start": [1], "steps": [{"id": "a", "type": "exit"}]}',
+     "start: The start step '[1]' does not exist."),
+    ('{"trigger": {"event": "x"}, "steps": [{"id": ["a"], "type": "exit"}]}',
+     "steps[0].id: Each step needs an id: letters, digits, - or _."),
+])
+def test_malformed_definitions_are_form_errors_not_crashes(client, marketer, tenant, raw, message):
+    response = client.post(reverse("admin:journeys_journey_add"), {**form(tenant, {}), "definition": raw})
+    assert response.status_code == 200
+    assert message in response.context["adminform"].form.errors["definition"]

@@ -182,3 +182,32 @@ def test_a_send_step_visited_again_gets_a_new_dedupe_key():
     second = engine.on_due(looped, first.state, facts(NOW + timedelta(days=1)))
     assert [e.dedupe_key_suffix for e in first.effects + second.effects if isinstance(e, engine.Send)] == [
         "a", "a:2"]
+
+
+def test_validation_never_crashes_on_arbitrary_json():
+    import copy
+    import random
+
+    rng = random.Random(2)
+    atoms = [None, 1, -1, "x", "", [], {}, [1], {"a": 1}, True, "1d", "09:00", {"ref": 1},
+             {"ref": "trigger.x"}, "a", "b", "trigger.x", "eq", "exists", "send", "delay", "wait", "branch"]
+    keys = ["trigger", "reentry", "exit_events", "goal", "start", "steps", "id", "type", "next", "template",
+            "channels", "duration", "until_time", "until_date", "event", "timeout", "conditions", "paths",
+            "default", "on_match", "on_timeout", "field", "op", "value", "all", "any", "not", "rule",
+            "cooldown", "within", "priority", "category", "ref"]
+
+    def junk(depth=0):
+        roll = rng.random()
+        if depth > 3 or roll < 0.4:
+            return copy.deepcopy(rng.choice(atoms))
+        if roll < 0.7:
+            return {rng.choice(keys): junk(depth + 1) for _ in range(rng.randint(0, 5))}
+        return [junk(depth + 1) for _ in range(rng.randint(0, 3))]
+
+    for _ in range(5000):
+        definition = junk()
+        if isinstance(definition, dict):
+            definition["steps"] = [{"id": rng.choice(["a", "b", 1, ["x"]]), "type": rng.choice(atoms),
+                                    **(lambda extra: extra if isinstance(extra, dict) else {})(junk())}
+                                   for _ in range(3)]
+        assert isinstance(validate(definition, template_published=lambda key: True), dict)
