@@ -130,7 +130,7 @@ def _run(definition: dict, state: RunState, step_id: str | None, facts: Facts, e
     """Walk from `step_id` until a step holds the run (delay, wait) or it ends."""
     steps = _steps(definition)
     original = state
-    state = _copy(state)
+    # The callers pass a copy already, except start(), whose state is new: change it freely.
     for _ in range(MAX_STEPS_PER_ADVANCE):
         if not step_id:
             state.status, state.due_at, state.wait_event = COMPLETED, None, ""
@@ -140,7 +140,7 @@ def _run(definition: dict, state: RunState, step_id: str | None, facts: Facts, e
         kind = step["type"]
         if kind == "branch":
             needs = _branch_needs(step, facts)
-            if needs:
+            if needs:  # the caller calls again with the facts: leave the state as it was
                 return Result(original, needs=needs, changed=False)
         visits = state.context.setdefault("visits", {})
         visits[step_id] = visits.get(step_id, 0) + 1

@@ -158,7 +158,7 @@ class _Batch:
 
         _runs_update(list(self.runs.values()), self.now)
         _path_close(self.closed_path, self.now)
-        JourneyRunStep.objects.bulk_create(self.new_path.values())
+        _path_insert(list(self.new_path.values()))
         if self.messages:
             message_create_many(messages=self.messages)
         self.runs, self.new_path, self.closed_path, self.messages = {}, {}, [], []
@@ -199,6 +199,24 @@ def _runs_update(runs: list[JourneyRun], now: datetime) -> None:
             "step": [r.current_step for r in runs], "context": [json.dumps(r.context) for r in runs],
             "due_at": [r.due_at for r in runs], "wait_event": [r.wait_event for r in runs],
             "end_reason": [r.end_reason for r in runs], "ended_at": [r.ended_at for r in runs]})
+
+
+_PATH_INSERT = """
+    INSERT INTO journeys_journeyrunstep (run_id, step_id, entered_at, left_at, outcome, reason)
+    SELECT * FROM unnest(%(runs)s::bigint[], %(steps)s::bigint[], %(entered)s::timestamptz[],
+        %(left)s::timestamptz[], %(outcomes)s::text[], %(reasons)s::text[])
+"""
+
+
+def _path_insert(rows: list[JourneyRunStep]) -> None:
+    if connection.vendor != "postgresql" or not rows:
+        JourneyRunStep.objects.bulk_create(rows)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_PATH_INSERT, {
+            "runs": [r.run_id for r in rows], "steps": [r.step_id for r in rows],
+            "entered": [r.entered_at for r in rows], "left": [r.left_at for r in rows],
+            "outcomes": [r.outcome for r in rows], "reasons": [r.reason for r in rows]})
 
 
 def _path_close(closed: list[tuple[int, int, str, str]], now: datetime) -> None:
