@@ -366,9 +366,13 @@ def journeys_consume(*, events: list) -> None:
         triggers[(version.tenant_id, version.trigger_event)].append(version)
     from apps.recipients.models import Recipient
 
-    recipient_ids = sorted({e.recipient_id for e in events})
-    # Locked so that two workers never both decide a recipient may enter a "once" journey.
-    recipients = Recipient.objects.select_for_update().select_related("tenant").in_bulk(recipient_ids)
+    # Those who may enter a journey are locked (in id order: no deadlock between two drains), so
+    # that two workers never both decide a recipient may enter a "once" journey.
+    entering = sorted({e.recipient_id for e in events if (e.tenant_id, e.name) in triggers})
+    recipients = {r.pk: r for r in Recipient.objects.select_for_update().select_related("tenant")
+                  .filter(id__in=entering).order_by("id")}
+    recipients |= Recipient.objects.select_related("tenant").in_bulk(
+        {e.recipient_id for e in events} - recipients.keys())
     runs = runs_for_events(events=events, now=now)
     batch = _Batch(now=now, recipients=recipients)
     for event in events:
