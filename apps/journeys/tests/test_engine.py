@@ -211,3 +211,25 @@ def test_validation_never_crashes_on_arbitrary_json():
                                     **(lambda extra: extra if isinstance(extra, dict) else {})(junk())}
                                    for _ in range(3)]
         assert isinstance(validate(definition, template_published=lambda key: True), dict)
+
+
+def test_a_delay_until_a_date_from_the_trigger_or_the_profile():
+    definition = {"trigger": {"event": "trial.started"}, "steps": [
+        {"id": "ends", "type": "delay", "until_date": "trigger.properties.trial_ends", "next": "mail"},
+        {"id": "mail", "type": "send", "template": "trial-over", "channels": ["email"]}]}
+    dated = engine.start(definition, event("trial.started", trial_ends="2026-03-16T10:00:00+00:00"), facts())
+    assert dated.state.due_at == datetime(2026, 3, 16, 10, 0, tzinfo=UTC)
+    # A date without a time zone is the recipient's (Berlin: UTC+1 in March).
+    local = engine.start(definition, event("trial.started", trial_ends="2026-03-16T09:00:00"), facts())
+    assert local.state.due_at == datetime(2026, 3, 16, 8, 0, tzinfo=UTC)
+    # No date, or one already past: the run goes straight on, and the path says why.
+    missing = engine.start(definition, event("trial.started"), facts())
+    assert engine.Left("ends", "passed", "No date at trigger.properties.trial_ends") in missing.effects
+    past = engine.start(definition, event("trial.started", trial_ends="2026-01-01T00:00:00+00:00"), facts())
+    assert engine.Left("ends", "passed", "The date had passed") in past.effects
+    assert [e.template for e in past.effects if isinstance(e, engine.Send)] == ["trial-over"]
+    renews = {**definition["steps"][0], "until_date": "recipient.attributes.renews"}
+    profile = {**definition, "steps": [renews, definition["steps"][1]]}
+    renewing = engine.start(profile, event("trial.started"), engine.Facts(
+        now=NOW, recipient={"attributes": {"renews": "2026-04-01T00:00:00+00:00"}}))
+    assert renewing.state.due_at == datetime(2026, 4, 1, tzinfo=UTC)
