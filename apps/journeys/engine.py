@@ -68,6 +68,7 @@ class Result:
     effects: list = field(default_factory=list)
     needs: set[str] = field(default_factory=set)  # "history:<event>", "messages"
     changed: bool = True
+    stopped: bool = False  # ended from outside (exit event, key, archive): send nothing more
 
 
 def event_data(*, event_id, name: str, properties: dict, occurred_at: datetime) -> dict:
@@ -123,7 +124,7 @@ def end(state: RunState, status: str, reason: str) -> Result:
     state = _copy(state)
     outcome = "exited" if status == EXITED else status
     state.status, state.due_at, state.wait_event, state.end_reason = status, None, "", reason
-    return Result(state, [Left(state.step, outcome, reason)])
+    return Result(state, [Left(state.step, outcome, reason)], stopped=True)
 
 
 def _run(definition: dict, state: RunState, step_id: str | None, facts: Facts, effects: list) -> Result:

@@ -143,6 +143,7 @@ class _Batch:
     recipients: dict = field(default_factory=dict)
     zones: dict = field(default_factory=dict)
     categories: dict = field(default_factory=dict)  # (tenant id, template key) → its category
+    stopped: set[int] = field(default_factory=set)  # runs ended from outside: their unsent messages go
 
     def facts(self, run: JourneyRun) -> engine.Facts:
         from apps.content.services import recipient_profile
@@ -161,7 +162,8 @@ class _Batch:
         _path_insert(list(self.new_path.values()))
         if self.messages:
             message_create_many(messages=self.messages)
-        self.runs, self.new_path, self.closed_path, self.messages = {}, {}, [], []
+        _messages_cancel(self.stopped)
+        self.runs, self.new_path, self.closed_path, self.messages, self.stopped = {}, {}, [], [], set()
 
 
 RUN_FIELDS = ["status", "current_step", "context", "due_at", "wait_event", "end_reason", "ended_at",
@@ -310,7 +312,22 @@ def _end_runs(runs: list[JourneyRun], status: str, reason: str) -> None:
     batch = _Batch(now=clock.now())
     for run in runs:
         _advance(run, batch, lambda facts, run=run: engine.end(_state(run), status, reason))
+    batch.stopped |= {run.pk for run in runs}
     batch.flush()
+
+
+def _messages_cancel(run_ids: set[int]) -> None:
+    """A run stopped by an exit event, its key or an archive sends nothing more: its messages not
+    yet sending are cancelled (a conditional update each: one a worker claims first is let go)."""
+    from apps.messaging.models import Status
+    from apps.messaging.services import message_transition
+
+    if not run_ids:
+        return
+    for message in Message.objects.filter(journey_run_id__in=run_ids, status__in=[Status.SCHEDULED,
+                                                                                   Status.QUEUED]):
+        message_transition(message=message, to=Status.CANCELLED, reason_code="journey_stopped",
+                           reason="Its journey run was stopped before it was sent")
 
 
 def _state(run: JourneyRun) -> engine.RunState:
@@ -407,7 +424,10 @@ def _event_reaches_run(run: JourneyRun, event, data: dict, batch: _Batch) -> Non
     if run.status in engine.LIVE:
         # A paused journey's runs hold still, but its exit events still end them.
         waits = run.journey.status != Journey.Status.PAUSED
-        _advance(run, batch, lambda facts: engine.on_event(definition, _state(run), data, facts, waits=waits))
+        result = _advance(run, batch, lambda facts: engine.on_event(definition, _state(run), data, facts,
+                                                                    waits=waits))
+        if result.stopped:
+            batch.stopped.add(run.pk)
     goal = definition.get("goal") or {}
     if (goal.get("event") == event.name and run.converted_at is None and event.occurred_at >= run.entered_at
             and run.entered_at >= batch.now - _version(run.version_id).goal_window):

@@ -271,3 +271,26 @@ def test_events_in_one_batch_start_a_run_then_move_it_on(tenant, ada):
     assert [(s.step.key, s.outcome, s.left_at is not None) for s in run.path.select_related("step")] == [
         ("paid", "matched", True), ("thanks", "passed", True)]
     assert [m.template_key for m in messages(ada)] == ["thanks"]
+
+
+def test_an_exit_event_cancels_the_runs_unsent_messages_but_an_exit_step_does_not(tenant, ada):
+    exits = {"trigger": {"event": "order.placed"}, "reentry": {"rule": "every_time"},
+             "exit_events": [{"event": "order.cancelled",
+                              "conditions": {"field": "event.properties.order_id", "op": "eq",
+                                             "value": {"ref": "trigger.properties.order_id"}}}],
+             "steps": [
+                 {"id": "thanks", "type": "send", "template": "thanks", "channels": ["email"],
+                  "next": "paid"},
+                 {"id": "paid", "type": "wait", "event": "order.paid", "timeout": "1d", "on_match": "done"},
+                 {"id": "done", "type": "exit"}]}
+    active_journey(tenant, exits)
+    send_event(tenant, ada, "order.placed", order_id="A")
+    send_event(tenant, ada, "order.placed", order_id="B")
+    # No worker here: both thank-you messages are still queued.
+    send_event(tenant, ada, "order.cancelled", order_id="A")
+    send_event(tenant, ada, "order.paid")
+    a, b = JourneyRun.objects.filter(recipient=ada).order_by("id")
+    assert (a.status, b.status) == ("exited", "exited")
+    assert a.end_reason == "Exit event order.cancelled" and b.end_reason == "Exit step"
+    assert [m.status for m in messages(ada)] == ["cancelled", "queued"]
+    assert messages(ada)[0].timeline.last().reason_code == "journey_stopped"
