@@ -23,12 +23,14 @@ def clock_travel(db):
 @pytest.fixture(autouse=True)
 def _forget_cached_tenants():
     """Ids are reused after a rolled-back test (SQLite): never serve a previous test's tenant
-    (or template version)."""
+    (or template or journey version)."""
     from apps.content.services import template_cache_clear
+    from apps.journeys.services import journey_cache_clear
     from apps.tenants.selectors import _tenants
 
     _tenants.clear()
     template_cache_clear()
+    journey_cache_clear()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -35,14 +35,14 @@ class MessageAdmin(BigTableAdmin):
     list_filter = ["status", "channel"]
     search_fields = ["id"]  # shows the box; get_search_results does the work
     search_help_text = "Message id, or a recipient's external id."
-    raw_id_fields = ["recipient", "event", "template_version"]
+    raw_id_fields = ["recipient", "event", "template_version", "journey_run", "journey_step"]
     inlines = [TimelineInline, AttemptInline]
     fieldsets = [
         (None, {"fields": ["tenant", "recipient", "status", "channels", "channel", "category",
                            "priority", "source", "test_mode", "dedupe_key"]}),
         ("Timing", {"fields": ["send_at", "expires_at", "sent_at", "attempts", "next_attempt_at"]}),
         ("Content", {"fields": ["template_key", "template_version", "content", "data", "rendered", "provider",
-                                "provider_message_id", "event", "journey_run_id", "journey_step_id",
+                                "provider_message_id", "event", "journey_run", "journey_step",
                                 "broadcast_id"]}),
     ]
 

@@ -68,9 +68,10 @@ class Message(TenantScopedModel):
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
     event = models.ForeignKey("events.Event", null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="+")
-    # The Journeys issues turn these into foreign keys.
-    journey_run_id = models.BigIntegerField(null=True, blank=True)
-    journey_step_id = models.BigIntegerField(null=True, blank=True)
+    journey_run = models.ForeignKey("journeys.JourneyRun", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="messages")
+    journey_step = models.ForeignKey("journeys.JourneyStep", null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="messages")
     broadcast_id = models.BigIntegerField(null=True, blank=True)
     template_key = models.CharField(max_length=100, blank=True)
     template_version = models.ForeignKey(

@@ -20,9 +20,9 @@ class RecipientAdmin(TenantScopedAdmin):
     show_full_result_count = False
     fields = ["tenant", "external_id", "email", "phone", "locale", "timezone", "attributes",
               "aliases", "merged_into", "erased_at", "created_at", "updated_at", "latest_messages",
-              "latest_events"]
+              "latest_events", "journey_runs"]
     readonly_fields = ["aliases", "merged_into", "erased_at", "created_at", "updated_at",
-                       "latest_messages", "latest_events"]
+                       "latest_messages", "latest_events", "journey_runs"]
 
     LATEST_EVENTS = 20
 
@@ -45,6 +45,18 @@ class RecipientAdmin(TenantScopedAdmin):
             (e.occurred_at, _link("events_event", e.pk, e.name), e.kind,
              format_html("<code>{}</code>", json.dumps(e.properties)[:120])) for e in events
         ]) or "No events."
+
+    @admin.display(description="Journey runs (latest 20), step by step")
+    def journey_runs(self, obj):
+        from apps.journeys.admin import run_path_html
+        from apps.journeys.selectors import recipient_runs
+
+        return _table(["Entered", "Run", "Journey", "Status", "Path"], [
+            (run.entered_at, _link("journeys_journeyrun", run.pk, f"#{run.pk}"),
+             f"{run.journey.name} v{run.version.number}",
+             f"{run.status}{f' ({run.end_reason})' if run.end_reason else ''}", run_path_html(run))
+            for run in recipient_runs(recipient=obj)
+        ]) or "No journey runs."
 
     def get_search_results(self, request, queryset, search_term):
         # Exact matches on the indexed (tenant, column) pairs: fast on millions of rows.

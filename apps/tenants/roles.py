@@ -23,6 +23,8 @@ CONTENT_EDIT = [
     # Publishing is adding a version (it waits for approval when the tenant requires it).
     "content.view_templateversion", "content.add_templateversion",
 ]
+JOURNEYS_EDIT = [*_perms("journeys", "view add change", "journey"), "journeys.view_journeyrun"]
+JOURNEYS_VIEW = ["journeys.view_journey", "journeys.view_journeyrun"]
 CONTENT_VIEW = _perms("content", "view", "template", "templatelocale", "templateversion", "layout",
                       "partial", "brand", "historicaltemplate")
 
@@ -34,13 +36,13 @@ POLICY_VIEW = _perms("policy", "view", "category", "policysettings", "suppressed
                      "suppressionrule", "flagrule", "recipientflag")
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    # Edit content and journeys (journeys come later); look up recipients for previews.
+    # Edit content and journeys; look up recipients for previews.
     Role.MARKETER: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event", *CONTENT_EDIT,
-                    *_perms("policy", "view add change", "category"), *POLICY_VIEW],
+                    *_perms("policy", "view add change", "category"), *POLICY_VIEW, *JOURNEYS_EDIT],
     # Read recipients, messages and templates; change nothing.
     Role.SUPPORT: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event",
                    "messaging.view_message", "messaging.view_statusevent", "messaging.view_attempt",
-                   *CONTENT_VIEW, *POLICY_VIEW, "policy.delete_suppressedaddress"],
+                   *CONTENT_VIEW, *POLICY_VIEW, "policy.delete_suppressedaddress", *JOURNEYS_VIEW],
     # Everything in their tenants: sub-tenants, staff memberships, API keys, recipients.
     Role.TENANT_ADMIN: [
         "tenants.view_tenant", "tenants.add_tenant", "tenants.change_tenant",
@@ -56,6 +58,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         # Approve or reject what Marketers publish, and decide whether that is needed (brand).
         *CONTENT_VIEW, "content.approve_templateversion", "content.add_brand", "content.change_brand",
         *POLICY_EDIT,
+        *JOURNEYS_VIEW,
     ],
 }
 

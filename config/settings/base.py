@@ -247,10 +247,15 @@ SIGNALBOX_TICK_JOBS = [
     "apps.events.idempotency.idempotency_keys_expire",
     "apps.messaging.services.messages_release_due",
     "apps.messaging.services.messages_rescue_stuck",
+    # Delays ending, waits timing out (apps/journeys/services.py).
+    "apps.journeys.services.journeys_advance_due",
 ]
 # Services called with every batch of committed events (`events=[Event, …]`): the journey
 # engine plugs in here; policy sets and clears recipients' flags (docs/policy.md).
-SIGNALBOX_EVENT_CONSUMERS: list[str] = ["apps.policy.services.flags_from_events"]
+SIGNALBOX_EVENT_CONSUMERS: list[str] = ["apps.policy.services.flags_from_events",
+                                        "apps.journeys.services.journeys_consume"]
+# Journey runs advanced per transaction by the tick job journeys_advance_due (SKIP LOCKED batches).
+SIGNALBOX_JOURNEY_DUE_BATCH = read("SIGNALBOX_JOURNEY_DUE_BATCH", env.int, default=500)
 # An event still unprocessed this long after it was received is re-enqueued by the tick.
 SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS = read("SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS", env.int, default=60)
 # Delivery: attempts before a message fails; exponential back-off with full jitter between them.

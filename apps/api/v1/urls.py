@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.api.v1 import messages, preferences, templates, views
+from apps.api.v1 import journeys, messages, preferences, templates, views
 
 urlpatterns = [
     path("recipients/<str:external_id>", views.RecipientDetailView.as_view(), name="recipient-detail"),
@@ -11,6 +11,7 @@ urlpatterns = [
     path("messages", messages.MessageListCreateView.as_view(), name="message-list"),
     path("messages/<int:message_id>", messages.MessageDetailView.as_view(), name="message-detail"),
     path("messages/<int:message_id>/cancel", messages.MessageCancelView.as_view(), name="message-cancel"),
+    path("journeys/cancel", journeys.JourneyCancelView.as_view(), name="journeys-cancel"),
     path("templates", templates.TemplateListView.as_view(), name="template-list"),
     path("templates/<str:key>", templates.TemplateDetailView.as_view(), name="template-detail"),
     path("templates/<str:key>/render", templates.TemplateRenderView.as_view(), name="template-render"),

@@ -1,7 +1,8 @@
 """Demo data for `make dev`: tenant Acme with a sub-tenant, one staff user per role, API keys,
 a few recipients, a brand (the sub-tenant overrides its colours), a layout, partials and published
-templates (apps/content/demo.py). Idempotent: a second run finds everything and prints the same credentials
-(they are derived from SECRET_KEY, so nothing secret is written to disk)."""
+templates (apps/content/demo.py), two active journeys (apps/journeys/demo.py). Idempotent: a second
+run finds everything and prints the same credentials (they are derived from SECRET_KEY, so nothing
+secret is written to disk)."""
 
 import hashlib
 import hmac
@@ -14,6 +15,7 @@ from django.db import transaction
 
 from apps.content.demo import demo_content_seed
 from apps.delivery.models import ProviderConfig
+from apps.journeys.demo import demo_journeys_seed
 from apps.policy.demo import demo_policy_seed
 from apps.recipients.models import Recipient
 from apps.tenants import services
@@ -70,8 +72,10 @@ class Command(BaseCommand):
             )
         templates = demo_content_seed(tenant=acme, child=acme_eu)
         categories = demo_policy_seed(tenant=acme)
+        journeys = demo_journeys_seed(tenant=acme)
         result = {"tenant": acme.slug, "secret_key": secret_key, "write_key": write_key,
-                  "users": users, "templates": templates, "categories": categories}
+                  "users": users, "templates": templates, "categories": categories,
+                  "journeys": journeys}
         self.stdout.write(json.dumps(result, indent=2) if options["json"] else self._text(result))
 
     def _user(self, username: str, role: str, tenant: Tenant) -> str:
@@ -109,4 +113,5 @@ class Command(BaseCommand):
             f"  Templates (Content › Templates): {', '.join(result['templates'])}\n"
             f"  Categories (Policy › Categories): {', '.join(result['categories'])}; quiet hours\n"
             "    21:00–08:00, at most 3 messages a day, no commercial within 2 h of billing/security\n"
+            f"  Journeys (Journeys › Journeys, active): {', '.join(result['journeys'])}\n"
         )

@@ -1,0 +1,117 @@
+"""The journey editor in the admin: validation on save (errors name the step), activation, the
+diagram with counts, the runs on the recipient page, tenant scoping."""
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from apps.events.models import Event
+from apps.events.services import EventDraft, events_process, events_record
+from apps.journeys.models import Journey
+from apps.journeys.tests.factories import ABANDONED_CART, active_journey, templates
+from apps.recipients.tests.factories import RecipientFactory
+from apps.tenants.models import Role
+from apps.tenants.tests.factories import TenantFactory, staff_member
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tenant():
+    tenant = TenantFactory(name="Alice Co", slug="alice")
+    templates(tenant, "cart-reminder", "cart-mail")
+    return tenant
+
+
+@pytest.fixture
+def marketer(client, tenant):
+    user = staff_member(tenant=tenant, role=Role.MARKETER, username="mara", email="mara@alice.example")
+    client.force_login(user)
+    return user
+
+
+def form(tenant, definition, **fields):
+    return {"tenant": tenant.pk, "key": "cart", "name": "Abandoned cart",
+            "definition": json.dumps(definition), **fields}
+
+
+def test_errors_name_their_step_and_nothing_is_saved(client, marketer, tenant):
+    bad = {**ABANDONED_CART, "steps": [
+        {"id": "later", "type": "delay", "duration": "45m", "next": "sms"},
+        {"id": "sms", "type": "send", "template": "unpublished", "channels": ["sms"], "next": "nowhere"},
+        {"id": "check", "type": "branch", "paths": [
+            {"conditions": {"field": "trigger.properties.total", "op": "about", "value": 1},
+             "next": "sms"}]}]}
+    response = client.post(reverse("admin:journeys_journey_add"), form(tenant, bad))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["definition"]
+    assert ("steps.sms.template: The template 'unpublished' does not exist or has no published version."
+            in errors)
+    assert "steps.sms.next: Points to 'nowhere', which is not a step of this journey." in errors
+    assert any(e.startswith("steps.check.paths[0].conditions.op: Unknown operator 'about'") for e in errors)
+    assert not Journey.objects.exists()
+
+
+def test_a_marketer_saves_activates_and_sees_the_diagram_with_counts(client, marketer, tenant):
+    response = client.post(reverse("admin:journeys_journey_add"), form(tenant, ABANDONED_CART))
+    assert response.status_code == 302
+    journey = Journey.objects.get()
+    change = reverse("admin:journeys_journey_change", args=[journey.pk])
+    response = client.post(change, {**form(tenant, ABANDONED_CART), "_activate": "1"})
+    assert response.status_code == 302
+    journey.refresh_from_db()
+    assert journey.status == "active" and journey.live_version.number == 1
+
+    ada = RecipientFactory(tenant=tenant, external_id="ada", phone="+14155550101")
+    events_record(tenant=tenant, source=Event.Source.API, drafts=[
+        EventDraft(name="cart.abandoned", recipient_id=ada.pk)])
+    events_process()
+    page = client.get(change).content.decode()
+    assert "<svg" in page and 'data-step="later"' in page and "entered 1 · waiting 1 · passed 0" in page
+
+    recipient_page = client.get(reverse("admin:recipients_recipient_change", args=[ada.pk])).content.decode()
+    assert "Abandoned cart v1" in recipient_page and "<b>later</b> (delay)" in recipient_page
+    assert "here now" in recipient_page
+
+
+def test_a_journey_with_errors_cannot_be_activated_and_says_why(client, marketer, tenant):
+    journey = Journey.objects.create(tenant=tenant, key="cart", name="Cart", definition={
+        **ABANDONED_CART, "steps": [{"id": "a", "type": "send", "template": "gone", "channels": ["sms"]}]})
+    change = reverse("admin:journeys_journey_change", args=[journey.pk])
+    response = client.post(change, {**form(tenant, journey.definition), "_activate": "1"}, follow=True)
+    assert "steps.a.template" in response.content.decode()
+    journey.refresh_from_db()
+    assert journey.status == "draft" and journey.live_version is None
+
+
+def test_another_tenants_journey_is_not_found(client, marketer):
+    other = active_journey(TenantFactory(slug="charlie"), {"trigger": {"event": "x"}, "steps": [
+        {"id": "d", "type": "delay", "duration": "1d"}]})
+    assert client.get(reverse("admin:journeys_journey_change", args=[other.pk])).status_code == 302
+    assert "charlie" not in client.get(reverse("admin:journeys_journey_changelist")).content.decode()
+
+
+def test_support_sees_journeys_but_cannot_change_them(client, tenant):
+    journey = active_journey(tenant, ABANDONED_CART)
+    client.force_login(staff_member(tenant=tenant, role=Role.SUPPORT, username="sue"))
+    change = reverse("admin:journeys_journey_change", args=[journey.pk])
+    page = client.get(change)
+    assert page.status_code == 200 and 'name="_activate"' not in page.content.decode()
+    client.post(change, {**form(tenant, ABANDONED_CART), "_archive": "1"})
+    journey.refresh_from_db()
+    assert journey.status == "active"
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("{\"steps\": [", "Enter a valid JSON."),
+    ('"steps"', "definition: A journey definition must be a JSON object."),
+    ('{"trigger": {"event": "x"}, "start": [1], "steps": [{"id": "a", "type": "exit"}]}',
+     "start: The start step '[1]' does not exist."),
+    ('{"trigger": {"event": "x"}, "steps": [{"id": ["a"], "type": "exit"}]}',
+     "steps[0].id: Each step needs an id: letters, digits, - or _."),
+])
+def test_malformed_definitions_are_form_errors_not_crashes(client, marketer, tenant, raw, message):
+    response = client.post(reverse("admin:journeys_journey_add"), {**form(tenant, {}), "definition": raw})
+    assert response.status_code == 200
+    assert message in response.context["adminform"].form.errors["definition"]
