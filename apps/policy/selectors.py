@@ -21,7 +21,7 @@ from apps.policy.models import (
 
 VERSION_KEY = "signalbox:policy-version"
 # Known to every tenant without being defined: what a message names when it names nothing.
-GENERAL = Category(key="general", name="General", kind=Kind.PRODUCT)
+GENERAL = "general"
 
 
 @dataclass
@@ -39,7 +39,7 @@ class TenantPolicy:
         (policy not set up yet, as after an upgrade) knows every key, with plain defaults."""
         if key in self.categories:
             return self.categories[key]
-        if key == GENERAL.key or not self.categories:
+        if key == GENERAL or not self.categories:
             return Category(key=key, name=key, kind=Kind.PRODUCT)
         return None
 
