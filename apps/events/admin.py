@@ -14,7 +14,8 @@ class EventAdmin(BigTableAdmin):
     search_help_text = "Exact event name, or a recipient's external id."
     raw_id_fields = ["recipient"]
     fields = ["tenant", "recipient", "name", "kind", "source", "properties", "context", "message_id",
-              "cancellation_key", "occurred_at", "received_at", "timestamp_clamped", "processed_at"]
+              "cancellation_key", "occurred_at", "received_at", "timestamp_clamped", "processed_at",
+              "process_error"]
 
     @admin.display(boolean=True)
     def processed(self, obj):

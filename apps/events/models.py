@@ -37,6 +37,8 @@ class Event(TenantScopedModel):
     timestamp_clamped = models.BooleanField(default=False)
     # Set once the consumers (journey engine) have seen the event; a sweeper re-enqueues the rest.
     processed_at = models.DateTimeField(null=True, blank=True)
+    process_error = models.TextField(blank=True, db_default="",
+                                     help_text="A consumer failed on this event: why (it was skipped).")
 
     class Meta:
         constraints = [

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils.module_loading import import_string
 
 from apps.core import clock
@@ -155,10 +155,32 @@ def events_process(*, event_ids: list[int] | None = None, limit: int = DRAIN_BAT
         events = list(rows.order_by("received_at", "id")[:limit])
         if not events:
             return 0
-        for consumer in consumers:
-            consumer(events=events)
+        try:
+            with transaction.atomic():  # a savepoint: a failed batch leaves nothing behind
+                for consumer in consumers:
+                    consumer(events=events)
+        except (OperationalError, InterfaceError):
+            raise  # the database, not the event: the whole batch is retried
+        except Exception:
+            logger.exception("event consumers failed on a batch of %d; taking them one by one", len(events))
+            for event in events:
+                _consume_one(consumers, event)
         Event.objects.filter(id__in=[e.pk for e in events]).update(processed_at=clock.now())
     return len(events)
+
+
+def _consume_one(consumers, event: Event) -> None:
+    """One event through the consumers; if one fails, the event is marked with the error and
+    skipped, so a poison event never blocks the events behind it."""
+    try:
+        with transaction.atomic():
+            for consumer in consumers:
+                consumer(events=[event])
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as exc:
+        logger.exception("event consumers failed on event %s; skipped", event.pk)
+        Event.objects.filter(pk=event.pk).update(process_error=f"{type(exc).__name__}: {exc}"[:2000])
 
 
 def events_requeue_unprocessed() -> int:

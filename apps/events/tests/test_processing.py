@@ -1,6 +1,7 @@
 """Committed events reach their consumers once, and lost processing tasks are re-enqueued."""
 
 import pytest
+from django.db import OperationalError
 
 from apps.events import services
 from apps.events.models import Event
@@ -32,17 +33,37 @@ def test_consumers_get_each_committed_event_once(consumer):
     assert not Event.objects.filter(processed_at__isnull=True).exists()
 
 
-def test_a_failing_consumer_leaves_the_events_for_a_retry(settings):
+def test_a_database_failure_leaves_the_events_for_a_retry(settings):
     settings.SIGNALBOX_EVENT_CONSUMERS = [f"{__name__}.broken_consumer"]
     event = EventFactory()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(OperationalError):
         services.events_process(event_ids=[event.pk])
     event.refresh_from_db()
     assert event.processed_at is None
 
 
 def broken_consumer(*, events):
-    raise RuntimeError("engine down")
+    raise OperationalError("server closed the connection unexpectedly")
+
+
+def picky_consumer(*, events):
+    """Records the events, and fails on any event named `poison` (a bug, not an outage)."""
+    if any(e.name == "poison" for e in events):
+        Event.objects.filter(pk__in=[e.pk for e in events]).update(name="half-written")
+        raise ValueError("cannot handle poison")
+    seen.append([e.pk for e in events])
+
+
+def test_an_event_a_consumer_fails_on_is_skipped_with_the_error_and_blocks_nothing(settings):
+    seen.clear()
+    settings.SIGNALBOX_EVENT_CONSUMERS = [f"{__name__}.picky_consumer"]
+    good, poison, later = EventFactory(), EventFactory(name="poison"), EventFactory()
+    assert services.events_process(event_ids=[good.pk, poison.pk, later.pk]) == 3
+    assert sorted(sum(seen, [])) == sorted([good.pk, later.pk])
+    poison.refresh_from_db()
+    assert poison.processed_at is not None and poison.process_error == "ValueError: cannot handle poison"
+    assert poison.name == "poison"  # the failed attempt's writes were rolled back
+    assert not Event.objects.filter(name="half-written").exists()
 
 
 def test_a_drain_processes_everything_waiting_oldest_first(consumer):
