@@ -13,6 +13,9 @@ from apps.messaging.models import TRANSITIONS, Message, Status, StatusEvent
 
 logger = logging.getLogger(__name__)
 SWEEP_BATCH = 1000
+ACCEPTED_FROM = {Message.Source.API: "Accepted from the API",
+                 Message.Source.JOURNEY: "Created by a journey step",
+                 Message.Source.BROADCAST: "Created by a broadcast", Message.Source.TEST: "A test send"}
 
 
 class IllegalTransition(Exception):
@@ -67,7 +70,7 @@ def message_create_many(*, messages: list[Message]) -> list[Message]:
             message.created_at = message.updated_at = now
         Message.objects.bulk_create(new)
         StatusEvent.objects.bulk_create([
-            StatusEvent(message=m, status=m.status, reason_code="accepted", reason="Accepted from the API",
+            StatusEvent(message=m, status=m.status, reason_code="accepted", reason=ACCEPTED_FROM[m.source],
                         created_at=now,
                         detail={"send_at": m.send_at.isoformat()} if m.status == Status.SCHEDULED else {})
             for m in new])
