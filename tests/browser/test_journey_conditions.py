@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 BIG_ORDER = {"field": "trigger.properties.total", "op": "gt", "value": 100}
 DEFINITION = {
     "trigger": {"event": "order.placed"}, "reentry": {"rule": "every_time"},
+    "exit_events": [{"event": "order.refunded", "conditions": {"not": BIG_ORDER}}],
     "steps": [
         {"id": "check", "type": "branch", "paths": [{"conditions": BIG_ORDER, "next": "thanks"}],
          "default": "review"},
@@ -99,6 +100,9 @@ def test_marketer_edits_conditions_with_the_form(page, live_server):
     assert journey.definition["steps"][0]["paths"][0]["conditions"] == {"any": [
         BIG_ORDER, {"field": "history.review.posted", "op": "within_last_days", "value": 30}]}
     assert "conditions" not in journey.definition["steps"][1]
+    # What the form cannot show ("not", nested groups) it leaves to the JSON, untouched.
+    assert "edit them in the JSON" in slot(page, "exit_events[0].conditions").inner_text()
+    assert journey.definition["exit_events"] == DEFINITION["exit_events"]
 
     # A power user's JSON edit shows in the form.
     edited = {**journey.definition, "trigger": {"event": "order.placed", "conditions": {
