@@ -103,7 +103,7 @@
 
   function errorList(messages, id) {
     if (!messages.length) return null;
-    const list = el("ul", { class: "errorlist", id });
+    const list = el("ul", id ? { class: "errorlist", id } : { class: "errorlist" });
     messages.forEach((m) => list.append(el("li", { text: m })));
     return list;
   }
@@ -195,6 +195,10 @@
     list.addEventListener("click", (event) => {
       if (!event.target.classList.contains("sb-remove")) return;
       event.target.closest(".sb-condition-row").remove();
+      // Screen readers name rows by number: keep the numbers those left show.
+      list.querySelectorAll(".sb-remove").forEach((button, i) => {
+        button.setAttribute("aria-label", `Remove condition ${i + 1} of ${slot.label}`);
+      });
       changed();
     });
     return fieldset;

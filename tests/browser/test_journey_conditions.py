@@ -104,6 +104,16 @@ def test_marketer_edits_conditions_with_the_form(page, live_server):
     assert "edit them in the JSON" in slot(page, "exit_events[0].conditions").inner_text()
     assert journey.definition["exit_events"] == DEFINITION["exit_events"]
 
+    # A branch path left without rows is refused on the path itself.
+    branch = slot(page, "steps.check.paths[0].conditions")
+    for _ in range(2):
+        branch.get_by_role("button", name="Remove condition 1").click()
+    save(page)
+    error = "steps.check.paths[0].conditions: Give this path's conditions."
+    assert error in slot(page, "steps.check.paths[0].conditions").locator(".errorlist").inner_text()
+    journey.refresh_from_db()
+    assert len(journey.definition["steps"][0]["paths"][0]["conditions"]["any"]) == 2
+
     # A power user's JSON edit shows in the form.
     edited = {**journey.definition, "trigger": {"event": "order.placed", "conditions": {
         "field": "recipient.attributes.country", "op": "ne", "value": "FR"}}}
