@@ -7,12 +7,13 @@ from django.utils.html import format_html
 
 from apps.core.admin import BigTableAdmin, TenantScopedAdmin
 from apps.core.errors import SignalboxError
-from apps.journeys import selectors, services
+from apps.journeys import conditions, selectors, services
 from apps.journeys.diagram import journey_svg
 from apps.journeys.models import Journey, JourneyRun
 
 DEFINITION_HELP = (
-    "The trigger, re-entry rule, exit events, goal and steps as JSON (see apps/journeys/definition.py). "
+    "The trigger, re-entry rule, exit events, goal and steps as JSON (see apps/journeys/definition.py); "
+    "the conditions form above edits this JSON. "
     "Every error names its place: <code>steps.&lt;step id&gt;.&lt;field&gt;</code>.")
 
 
@@ -73,6 +74,15 @@ class JourneyAdmin(TenantScopedAdmin):
         return {**super().get_changeform_initial_data(request),
                 "definition": {"trigger": {"event": ""}, "reentry": {"rule": "once"}, "exit_events": [],
                                "steps": []}}
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # For the conditions editor (static/journeys/conditions.js): the operators the server
+        # accepts, and the errors of the last save, by path, to show on the row they name.
+        adminform = context.get("adminform")
+        if adminform and "definition" not in adminform.readonly_fields:
+            context["condition_operators"] = conditions.OPERATORS
+            context["condition_errors"] = getattr(adminform.form, "step_errors", {})
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def response_change(self, request, obj):
         actions = {"_activate": services.journey_activate, "_pause": services.journey_pause,

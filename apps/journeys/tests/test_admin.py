@@ -115,3 +115,33 @@ def test_malformed_definitions_are_form_errors_not_crashes(client, marketer, ten
     response = client.post(reverse("admin:journeys_journey_add"), {**form(tenant, {}), "definition": raw})
     assert response.status_code == 200
     assert message in response.context["adminform"].form.errors["definition"]
+
+
+def test_the_change_page_carries_the_conditions_editor(client, marketer, tenant):
+    journey = Journey.objects.create(tenant=tenant, key="cart", name="Cart", definition={
+        **ABANDONED_CART, "trigger": {"event": "cart.abandoned", "conditions": {
+            "field": "trigger.properties.total", "op": "gte", "value": 50}}})
+    page = client.get(reverse("admin:journeys_journey_change", args=[journey.pk])).content.decode()
+    assert "journeys/conditions.js" in page and "journeys/conditions.css" in page
+    assert '<script id="sb-condition-operators" type="application/json">' in page
+    assert '"within_last_days": "within the last N days"' in page
+    # The rows are read from the definition, which stays the field that is posted.
+    assert "&quot;field&quot;: &quot;trigger.properties.total&quot;" in page
+
+
+def test_condition_errors_reach_the_editor_by_path(client, marketer, tenant):
+    bad = {**ABANDONED_CART, "trigger": {"event": "cart.abandoned", "conditions": {"any": [
+        {"field": "", "op": "eq", "value": 1}]}}}
+    response = client.post(reverse("admin:journeys_journey_add"), form(tenant, bad))
+    assert response.status_code == 200
+    assert response.context["condition_errors"] == {
+        "trigger.conditions.any[0].field": [
+            "Give a field path starting with one of: trigger, event, recipient, events, messages, history."]}
+    assert '<script id="sb-condition-errors" type="application/json">' in response.content.decode()
+
+
+def test_support_gets_no_conditions_editor(client, tenant):
+    journey = active_journey(tenant, ABANDONED_CART)
+    client.force_login(staff_member(tenant=tenant, role=Role.SUPPORT, username="sue"))
+    page = client.get(reverse("admin:journeys_journey_change", args=[journey.pk])).content.decode()
+    assert "sb-condition-operators" not in page
