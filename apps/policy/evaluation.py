@@ -10,7 +10,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from apps.messaging.models import Priority
-from apps.policy.models import Category, Kind, Preference
+from apps.policy.models import Cap, Category, Kind, Preference
 
 
 class PolicyReason(str):
@@ -61,12 +61,27 @@ def bypasses_caps(*, category: Category, priority: str, exempt_transactional: bo
     return priority == Priority.CRITICAL or (exempt_transactional and category.kind == Kind.TRANSACTIONAL)
 
 
-def cap_hit(*, counts: dict[str, int], caps: dict[str, int | None]) -> str | None:
-    """The first window ("day", "week") whose cap `counts` has reached, else None."""
-    for window in ("day", "week"):
-        if caps.get(window) is not None and counts.get(window, 0) >= caps[window]:
-            return window
-    return None
+def cap_applies(*, cap: Cap, category: Category, channel: str, priority: str,
+                exempt_transactional: bool) -> bool:
+    """Whether `cap` holds a message of `category` routed to `channel`."""
+    if bypasses_caps(category=category, priority=priority, exempt_transactional=exempt_transactional):
+        return False
+    if cap.scope == Cap.Scope.CHANNEL:
+        return cap.key == channel
+    if cap.scope == Cap.Scope.CATEGORY:
+        return cap.key == category.key
+    return True
+
+
+def cap_verdict(*, reached: list[tuple[Cap, datetime]], priority: str) -> tuple[Cap, str, datetime] | None:
+    """Of the caps reached, each with when its window next has room: the one that decides, its
+    action for `priority` and that time. A drop wins over a wait; among waits, the one that frees
+    up last (waiting for an earlier one would only meet the later one again). None: no cap reached."""
+    if not reached:
+        return None
+    drops = [(cap, until) for cap, until in reached if cap.action_for(priority) == Cap.Action.DROP]
+    cap, until = drops[0] if drops else max(reached, key=lambda pair: pair[1])
+    return cap, cap.action_for(priority), until
 
 
 def local_time_words(moment: datetime, timezone: str) -> str:

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from apps.core.cache import cache_add, cache_get, cache_set
 from apps.policy.models import (
+    Cap,
     Category,
     FlagRule,
     Kind,
@@ -33,6 +34,11 @@ class TenantPolicy:
     timezone: str = "UTC"
     rules: list[SuppressionRule] = field(default_factory=list)
     flag_rules: list[FlagRule] = field(default_factory=list)
+    caps: list[Cap] = field(default_factory=list)
+
+    @property
+    def caps_exempt_transactional(self) -> bool:
+        return self.settings is None or self.settings.caps_exempt_transactional
 
     def category(self, key: str) -> Category | None:
         """The category `key` names; None if unknown. A tenant that has defined no categories
@@ -45,7 +51,8 @@ class TenantPolicy:
 
 
 def tenant_policy_load(*, tenant) -> TenantPolicy:
-    """Four queries: the categories, settings, rules and flag rules of the tenant and its ancestors."""
+    """Five queries: the categories, settings, rules, flag rules and caps of the tenant and its
+    ancestors."""
     lineage = tenant.lineage()
     rank = {t.pk: depth for depth, t in enumerate(lineage)}
     categories: dict[str, Category] = {}
@@ -54,8 +61,21 @@ def tenant_policy_load(*, tenant) -> TenantPolicy:
     settings = sorted(PolicySettings.objects.filter(tenant__in=lineage), key=lambda s: rank[s.tenant_id])
     rules = list(SuppressionRule.objects.filter(tenant__in=lineage, enabled=True).order_by("id"))
     flag_rules = list(FlagRule.objects.filter(tenant__in=lineage, enabled=True).order_by("id"))
-    return TenantPolicy(categories=categories, settings=settings[0] if settings else None,
-                        timezone=tenant.effective_default_timezone(), rules=rules, flag_rules=flag_rules)
+    settings = settings[0] if settings else None
+    caps = settings_caps(settings) + list(Cap.objects.filter(tenant__in=lineage).order_by("id"))
+    return TenantPolicy(categories=categories, settings=settings, rules=rules, flag_rules=flag_rules,
+                        caps=caps, timezone=tenant.effective_default_timezone())
+
+
+def settings_caps(settings: PolicySettings | None) -> list[Cap]:
+    """PolicySettings' cap_per_day / cap_per_week as (unsaved) caps across all channels, with its
+    cap_action for every priority."""
+    if settings is None:
+        return []
+    limits = {Cap.Period.DAY: settings.cap_per_day, Cap.Period.WEEK: settings.cap_per_week}
+    return [Cap(tenant_id=settings.tenant_id, scope=Cap.Scope.ALL, period=period, limit=limit,
+                action=settings.cap_action, low_action=settings.cap_action)
+            for period, limit in limits.items() if limit]
 
 
 class PolicyLookup:
