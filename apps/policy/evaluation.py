@@ -7,10 +7,14 @@ bypass.
 """
 
 from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from apps.messaging.models import Priority
 from apps.policy.models import Cap, Category, Kind, Preference
+
+if TYPE_CHECKING:
+    from apps.policy.selectors import PreferenceRow
 
 
 class PolicyReason(str):
@@ -19,7 +23,7 @@ class PolicyReason(str):
 
 
 def channel_blocked(*, category: Category, channel: str, suppressed: bool,
-                    preference: Preference | None) -> PolicyReason | None:
+                    preference: "Preference | PreferenceRow | None") -> PolicyReason | None:
     """None if policy lets `category` go out on `channel`, else why not, in words."""
     if suppressed:
         return PolicyReason(f"the {channel} address is on the suppression list")
