@@ -2,12 +2,13 @@
 while a shared version is unchanged (bumped when either is edited), so deciding for a message
 costs no query for them; preferences and suppressed addresses are read once per batch."""
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import NamedTuple
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from apps.core.cache import cache_add, cache_get, cache_set
 from apps.policy.models import (
@@ -116,21 +117,40 @@ class PreferenceRow(NamedTuple):
     commercial_unsubscribed_at: datetime | None
 
 
-def preferences_for_many(*, recipient_ids) -> dict[int, PreferenceRow]:
-    rows = Preference.objects.filter(recipient_id__in=set(recipient_ids)).values_list(
-        "recipient_id", *PreferenceRow._fields)
-    return {recipient_id: PreferenceRow(*fields) for recipient_id, *fields in rows}
+def preferences_and_suppressed_for_many(*, recipient_ids, pairs) -> tuple[
+        dict[int, PreferenceRow], set[tuple[int, str, str]]]:
+    """The recipients' preferences, and of (tenant id, channel, address) triples those on their
+    tenant's suppression list: what every batch reads. On PostgreSQL both queries go in one
+    round trip, in plain SQL (the ORM's building of them cost more than running them:
+    bench/policy.py)."""
+    recipient_ids, pairs = list(set(recipient_ids)), {p for p in pairs if p[2]}
+    tenant_ids, addresses = list({t for t, _, _ in pairs}), list({a for _, _, a in pairs})
+    if connection.vendor != "postgresql":
+        preferences = Preference.objects.filter(recipient_id__in=recipient_ids).values_list(
+            "recipient_id", *PreferenceRow._fields)
+        listed = SuppressedAddress.objects.filter(tenant_id__in=tenant_ids, address__in=addresses
+                                                  ).values_list("tenant_id", "channel", "address")
+        return _preference_rows(preferences), set(listed) & pairs
+    # Built from constants only (column and table names); every value is a parameter.
+    sql = (f"SELECT recipient_id, {', '.join(PreferenceRow._fields)} FROM {Preference._meta.db_table} "  # noqa: S608
+           "WHERE recipient_id = ANY(%s); "
+           f"SELECT tenant_id, channel, address FROM {SuppressedAddress._meta.db_table} "
+           "WHERE tenant_id = ANY(%s) AND address = ANY(%s)")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [recipient_ids, tenant_ids, addresses])
+        preferences = cursor.fetchall()
+        cursor.nextset()
+        listed = cursor.fetchall()
+    return _preference_rows(preferences), {tuple(row) for row in listed} & pairs
 
 
-def suppressed_for_many(*, pairs) -> set[tuple[int, str, str]]:
-    """Of (tenant id, channel, address) triples, those on their tenant's suppression list."""
-    pairs = {p for p in pairs if p[2]}
-    if not pairs:
-        return set()
-    rows = SuppressedAddress.objects.filter(
-        tenant_id__in={t for t, _, _ in pairs}, address__in={a for _, _, a in pairs}
-    ).values_list("tenant_id", "channel", "address")
-    return set(rows) & pairs
+def _preference_rows(rows) -> dict[int, PreferenceRow]:
+    found = {}
+    for recipient_id, channels, *rest in rows:
+        # Plain SQL returns jsonb as text (Django decodes it in JSONField, not in the driver).
+        channels = json.loads(channels) if isinstance(channels, str) else channels
+        found[recipient_id] = PreferenceRow(channels or {}, *rest)
+    return found
 
 
 def flags_for_many(*, recipient_ids, now) -> dict[int, dict[str, RecipientFlag]]:

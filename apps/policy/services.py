@@ -27,8 +27,7 @@ from apps.policy.selectors import (
     PolicyLookup,
     TenantPolicy,
     flags_for_many,
-    preferences_for_many,
-    suppressed_for_many,
+    preferences_and_suppressed_for_many,
 )
 from apps.recipients.models import Recipient
 from apps.tenants.selectors import tenant_get_cached
@@ -48,10 +47,10 @@ class PolicyBatch:
     def __init__(self, messages: list[Message], address_of):
         lookup = PolicyLookup()
         self.tenants = {m.tenant_id: lookup(tenant=m.tenant) for m in messages}
-        self.preferences = preferences_for_many(recipient_ids=[m.recipient_id for m in messages])
-        self.suppressed = suppressed_for_many(pairs={
-            (m.tenant_id, channel, address_of[channel](m.recipient))
-            for m in messages for channel in m.channels})
+        self.preferences, self.suppressed = preferences_and_suppressed_for_many(
+            recipient_ids=[m.recipient_id for m in messages],
+            pairs={(m.tenant_id, channel, address_of[channel](m.recipient))
+                   for m in messages for channel in m.channels})
         self.address_of = address_of
         self.flags = (flags_for_many(recipient_ids=[m.recipient_id for m in messages], now=clock.now())
                       if any(p.flag_rules for p in self.tenants.values()) else {})
