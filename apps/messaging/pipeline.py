@@ -94,7 +94,7 @@ def messages_send(*, message_ids: list[int]) -> dict[int, Outcome]:
         decisions = eligibility(message, providers[message.pk], breakers, policy)
         channel = route(message, decisions)
         if channel is not None and not expired(message):  # timing: quiet hours, caps
-            held = policy.timing(message)
+            held = policy.timing(message, channel)
             if held is not None:
                 outcomes[message.pk] = Outcome(held)
                 continue

@@ -4,6 +4,7 @@ from django.contrib import admin
 from apps.core.admin import TenantScopedAdmin
 from apps.messaging.models import Channel
 from apps.policy.models import (
+    Cap,
     Category,
     FlagRule,
     Kind,
@@ -130,3 +131,28 @@ class RecipientFlagAdmin(TenantScopedAdmin):
     raw_id_fields = ["recipient"]
     search_fields = ["=recipient__external_id"]
     show_full_result_count = False
+
+
+class CapForm(forms.ModelForm):
+    class Meta:
+        model = Cap
+        fields = ["tenant", "scope", "key", "period", "limit", "action", "low_action"]
+
+    def clean(self):
+        from apps.policy.selectors import tenant_policy_load
+
+        cleaned = super().clean()
+        tenant, key = cleaned.get("tenant"), (cleaned.get("key") or "").strip()
+        if tenant and cleaned.get("scope") == Cap.Scope.CATEGORY and key:
+            categories = tenant_policy_load(tenant=tenant).categories
+            if categories and key not in categories:  # a tenant without categories knows every key
+                self.add_error("key", f"Not a category of {tenant}: {key}.")
+        return cleaned
+
+
+@admin.register(Cap)
+class CapAdmin(TenantScopedAdmin):
+    form = CapForm
+    list_display = ["__str__", "scope", "key", "period", "limit", "action", "low_action", "tenant"]
+    list_select_related = ["tenant"]
+    list_filter = ["scope", "period", "tenant"]

@@ -7,10 +7,14 @@ bypass.
 """
 
 from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from apps.messaging.models import Priority
-from apps.policy.models import Category, Kind, Preference
+from apps.policy.models import Cap, Category, Kind, Preference
+
+if TYPE_CHECKING:
+    from apps.policy.selectors import PreferenceRow
 
 
 class PolicyReason(str):
@@ -19,7 +23,7 @@ class PolicyReason(str):
 
 
 def channel_blocked(*, category: Category, channel: str, suppressed: bool,
-                    preference: Preference | None) -> PolicyReason | None:
+                    preference: "Preference | PreferenceRow | None") -> PolicyReason | None:
     """None if policy lets `category` go out on `channel`, else why not, in words."""
     if suppressed:
         return PolicyReason(f"the {channel} address is on the suppression list")
@@ -61,12 +65,27 @@ def bypasses_caps(*, category: Category, priority: str, exempt_transactional: bo
     return priority == Priority.CRITICAL or (exempt_transactional and category.kind == Kind.TRANSACTIONAL)
 
 
-def cap_hit(*, counts: dict[str, int], caps: dict[str, int | None]) -> str | None:
-    """The first window ("day", "week") whose cap `counts` has reached, else None."""
-    for window in ("day", "week"):
-        if caps.get(window) is not None and counts.get(window, 0) >= caps[window]:
-            return window
-    return None
+def cap_applies(*, cap: Cap, category: Category, channel: str, priority: str,
+                exempt_transactional: bool) -> bool:
+    """Whether `cap` holds a message of `category` routed to `channel`."""
+    if bypasses_caps(category=category, priority=priority, exempt_transactional=exempt_transactional):
+        return False
+    if cap.scope == Cap.Scope.CHANNEL:
+        return cap.key == channel
+    if cap.scope == Cap.Scope.CATEGORY:
+        return cap.key == category.key
+    return True
+
+
+def cap_verdict(*, reached: list[tuple[Cap, datetime]], priority: str) -> tuple[Cap, str, datetime] | None:
+    """Of the caps reached, each with when its window next has room: the one that decides, its
+    action for `priority` and that time. A drop wins over a wait; among waits, the one that frees
+    up last (waiting for an earlier one would only meet the later one again). None: no cap reached."""
+    if not reached:
+        return None
+    drops = [(cap, until) for cap, until in reached if cap.action_for(priority) == Cap.Action.DROP]
+    cap, until = drops[0] if drops else max(reached, key=lambda pair: pair[1])
+    return cap, cap.action_for(priority), until
 
 
 def local_time_words(moment: datetime, timezone: str) -> str:

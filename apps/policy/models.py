@@ -82,6 +82,63 @@ class PolicySettings(TenantScopedModel):
                                    "A cap of 0 blocks everything; leave it blank for no cap."})
 
 
+class Cap(TenantScopedModel):
+    """"At most `limit` messages per recipient in any rolling day or week": across all channels,
+    on one channel, or of one category. A tenant's caps and all its ancestors' apply (with the
+    tenant's PolicySettings caps as 'all channels' caps). Critical messages bypass every cap, and
+    transactional ones too while the tenant's `caps_exempt_transactional` holds (the default).
+    Over a cap, normal and high priority messages follow `action`, low ones `low_action`."""
+
+    class Scope(models.TextChoices):
+        ALL = "all", "All channels and categories"
+        CHANNEL = "channel", "One channel"
+        CATEGORY = "category", "One category"
+
+    class Period(models.TextChoices):
+        DAY = "day", "Any 24 hours"
+        WEEK = "week", "Any 7 days"
+
+    class Action(models.TextChoices):
+        DEFER = "defer", "Wait until the window has room"
+        DROP = "drop", "Drop (suppressed)"
+
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.ALL)
+    key = models.CharField(max_length=64, blank=True,
+                           help_text="The channel (e.g. sms) or category key the cap counts; blank for all.")
+    period = models.CharField(max_length=4, choices=Period.choices, default=Period.DAY)
+    limit = models.PositiveIntegerField(help_text="At most this many messages per recipient in the period.")
+    action = models.CharField(max_length=5, choices=Action.choices, default=Action.DEFER,
+                              help_text="Over the cap: what happens to normal and high priority messages.")
+    low_action = models.CharField(max_length=5, choices=Action.choices, default=Action.DEFER,
+                                  help_text="Over the cap: what happens to low priority messages.")
+
+    def __str__(self) -> str:
+        return self.words()
+
+    def words(self) -> str:
+        """`3 per day`, `2 per day on sms`, `1 per week for marketing`: how the timeline names it."""
+        where = {self.Scope.CHANNEL: f" on {self.key}", self.Scope.CATEGORY: f" for {self.key}"}
+        return f"{self.limit} per {self.period}{where.get(self.scope, '')}"
+
+    def action_for(self, priority: str) -> str:
+        return self.low_action if priority == Priority.LOW else self.action
+
+    def clean(self) -> None:
+        super().clean()
+        errors = {}
+        self.key = (self.key or "").strip()
+        if self.scope == self.Scope.ALL and self.key:
+            errors["key"] = "Leave it blank: this cap counts every channel and category."
+        elif self.scope == self.Scope.CHANNEL and self.key not in Channel.values:
+            errors["key"] = f"Name one channel among {', '.join(Channel.values)}."
+        elif self.scope == self.Scope.CATEGORY and not self.key:
+            errors["key"] = "Name the category key the cap counts."
+        if self.limit == 0:
+            errors["limit"] = "A cap of 0 blocks everything; delete the cap instead."
+        if errors:
+            raise ValidationError(errors)
+
+
 class Preference(TenantScopedModel):
     """One recipient's choices. `channels`: {category key: {channel: true|false}}, overriding the
     category's defaults; missing entries keep them."""

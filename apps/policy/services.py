@@ -14,10 +14,10 @@ from apps.messaging.services import message_transition
 from apps.policy import evaluation
 from apps.policy.links import absolute_url, link_token, unsubscribe_headers
 from apps.policy.models import (
+    Cap,
     Category,
     FlagRule,
     Kind,
-    PolicySettings,
     Preference,
     RecipientFlag,
     SuppressedAddress,
@@ -27,8 +27,7 @@ from apps.policy.selectors import (
     PolicyLookup,
     TenantPolicy,
     flags_for_many,
-    preferences_for_many,
-    suppressed_for_many,
+    preferences_and_suppressed_for_many,
 )
 from apps.recipients.models import Recipient
 from apps.tenants.selectors import tenant_get_cached
@@ -48,10 +47,10 @@ class PolicyBatch:
     def __init__(self, messages: list[Message], address_of):
         lookup = PolicyLookup()
         self.tenants = {m.tenant_id: lookup(tenant=m.tenant) for m in messages}
-        self.preferences = preferences_for_many(recipient_ids=[m.recipient_id for m in messages])
-        self.suppressed = suppressed_for_many(pairs={
-            (m.tenant_id, channel, address_of[channel](m.recipient))
-            for m in messages for channel in m.channels})
+        self.preferences, self.suppressed = preferences_and_suppressed_for_many(
+            recipient_ids=[m.recipient_id for m in messages],
+            pairs={(m.tenant_id, channel, address_of[channel](m.recipient))
+                   for m in messages for channel in m.channels})
         self.address_of = address_of
         self.flags = (flags_for_many(recipient_ids=[m.recipient_id for m in messages], now=clock.now())
                       if any(p.flag_rules for p in self.tenants.values()) else {})
@@ -77,9 +76,10 @@ class PolicyBatch:
         commercial = channel == Channel.EMAIL and self.category(message).kind == Kind.COMMERCIAL
         return urls, unsubscribe_headers(url=urls["unsubscribe_url"]) if commercial else {}
 
-    def timing(self, message: Message) -> str | None:
-        """Quiet hours, then caps. None: send now. Otherwise the message has been moved
-        (scheduled or suppressed) with the reason in its timeline, and its new status is returned."""
+    def timing(self, message: Message, channel: str) -> str | None:
+        """Quiet hours, flags, suppression rules, then caps, for `message` routed to `channel`.
+        None: send now. Otherwise the message has been moved (scheduled or suppressed) with the
+        reason in its timeline, and its new status is returned."""
         policy = self.tenants[message.tenant_id]
         category = self.category(message)
         held = self._quiet_hours(message, policy, category) or self._flags(message, policy, category)
@@ -87,13 +87,12 @@ class PolicyBatch:
             return held
         rules = [r for r in policy.rules
                  if evaluation.rule_applies(rule=r, category=category, priority=message.priority)]
-        settings = policy.settings
-        capped = settings is not None and (settings.cap_per_day or settings.cap_per_week) and not (
-            evaluation.bypasses_caps(category=category, priority=message.priority,
-                                     exempt_transactional=settings.caps_exempt_transactional))
-        if not rules and not capped:
+        caps = [c for c in policy.caps if evaluation.cap_applies(
+            cap=c, category=category, channel=channel, priority=message.priority,
+            exempt_transactional=policy.caps_exempt_transactional)]
+        if not rules and not caps:
             return None  # no query at all
-        return _locked_checks(message, policy, category, rules, settings if capped else None)
+        return _locked_checks(message, policy, category, rules, caps, channel)
 
     def _flags(self, message: Message, policy: TenantPolicy, category: Category) -> str | None:
         """A flag rule holding this category while a flag is set on the recipient."""
@@ -140,63 +139,82 @@ class PolicyBatch:
 
 
 def _locked_checks(message: Message, policy: TenantPolicy, category: Category,
-                   rules: list[SuppressionRule], settings: PolicySettings | None) -> str | None:
+                   rules: list[SuppressionRule], caps: list[Cap], channel: str) -> str | None:
     """Suppression rules, then caps, under the recipient's row lock (SELECT … FOR UPDATE): two
     workers deciding for one recipient are serialised, and a message that passes takes its slot
-    at once (sent_at is stamped), so the second one counts it. Rules and caps are answered by
-    one aggregate over the recipient's recent messages (index on tenant, recipient, sent_at)."""
+    at once (sent_at and its channel are stamped), so the second one counts it. Rules and caps are
+    answered by one aggregate over the recipient's recent messages (index on tenant, recipient,
+    sent_at), a FILTERed COUNT and MIN per cap."""
     now = clock.now()
-    spec = _aggregates(policy, rules, settings, now)
-    history = Message.objects.filter(tenant_id=message.tenant_id, recipient_id=message.recipient_id,
-                                     status__in=COUNTED).exclude(pk=message.pk)
+    spec = _aggregates(policy, rules, caps, now)
     with transaction.atomic():
         if connection.vendor == "postgresql":
             found = _recent_locked_pg(message, spec)
         else:
             list(Recipient.objects.select_for_update().filter(pk=message.recipient_id).values_list("pk"))
-            found = _recent_orm(history, spec)
+            found = _recent_orm(_history(message), spec)
         rule, trigger_at = _first_rule_hit(rules, found, now)
-        window = None if rule is not None or settings is None else evaluation.cap_hit(
-            counts=found, caps={"day": settings.cap_per_day, "week": settings.cap_per_week})
-        if rule is None and window is None:
-            Message.objects.filter(pk=message.pk).update(sent_at=now)  # takes its slot
+        verdict = None if rule is not None else evaluation.cap_verdict(
+            reached=[(cap, found[f"{_cap_name(cap)}:first"] + WINDOWS[cap.period])
+                     for cap in caps if found[_cap_name(cap)] >= cap.limit],
+            priority=message.priority)
+        if rule is None and verdict is None:
+            # Takes its slot; the channel too, so that channel caps count it while it is sent.
+            # Plain SQL: on this path for every capped message, and the ORM's building of the
+            # UPDATE costs more than running it (bench/policy.py).
+            with connection.cursor() as cursor:
+                cursor.execute(f"UPDATE {Message._meta.db_table} SET sent_at = %s, channel = %s "  # noqa: S608
+                               "WHERE id = %s", [now, channel, message.pk])
             return None
     if rule is not None:
-        trigger = (history.filter(category__in=rule.after_categories, sent_at=trigger_at)
+        trigger = (_history(message).filter(category__in=rule.after_categories, sent_at=trigger_at)
                    .values("id", "category", "sent_at").first())  # only to name it: the rare path
         return _rule_hit(message, category, rule, trigger)
-    return _cap_hit(message, policy, settings, found, window)
+    return _cap_hit(message, policy, found, *verdict)
+
+
+def _history(message: Message):
+    """The recipient's other messages that hold a slot."""
+    return Message.objects.filter(tenant_id=message.tenant_id, recipient_id=message.recipient_id,
+                                  status__in=COUNTED).exclude(pk=message.pk)
 
 
 @dataclass(frozen=True)
 class Aggregate:
     """One figure about the recipient's recent messages: COUNT, MIN or MAX of sent_at over those
-    sent after `since` (if given) whose category is (or, with `exclude`, is not) in `categories`."""
+    sent after `since` (if given) whose category is (or, with `exclude`, is not) in `categories`,
+    and sent on `channel` if given."""
 
     name: str
     function: str
     since: datetime | None
     categories: list[str]
     exclude: bool
+    channel: str | None = None
 
 
-def _aggregates(policy: TenantPolicy, rules: list[SuppressionRule], settings: PolicySettings | None,
+def _cap_name(cap: Cap) -> str:
+    return f"cap:{cap.scope}:{cap.key}:{cap.period}"
+
+
+def _aggregates(policy: TenantPolicy, rules: list[SuppressionRule], caps: list[Cap],
                 now: datetime) -> tuple[list[Aggregate], datetime]:
-    """Per cap window the messages holding a slot and the oldest of them; per trigger category of
-    the rules the latest send; and how far back to look."""
-    spec, spans = [], [timedelta(minutes=r.window_minutes) for r in rules]
-    if settings is not None:
-        exempt = ([key for key, c in policy.categories.items() if c.kind == Kind.TRANSACTIONAL]
-                  if settings.caps_exempt_transactional else [])
-        for window, cap in {"day": settings.cap_per_day, "week": settings.cap_per_week}.items():
-            if cap is not None:
-                since = now - WINDOWS[window]
-                spec += [Aggregate(window, "COUNT", since, exempt, True),
-                         Aggregate(f"{window}_first", "MIN", since, exempt, True)]
-                spans.append(WINDOWS[window])
+    """Per cap the messages holding one of its slots and the oldest of them (caps counting the
+    same messages share them); per trigger category of the rules the latest send; and how far
+    back to look."""
+    exempt = ([key for key, c in policy.categories.items() if c.kind == Kind.TRANSACTIONAL]
+              if policy.caps_exempt_transactional else [])
+    spec, spans = {}, [timedelta(minutes=r.window_minutes) for r in rules]
+    for cap in caps:
+        since, name = now - WINDOWS[cap.period], _cap_name(cap)
+        counted = ([cap.key], False) if cap.scope == Cap.Scope.CATEGORY else (exempt, True)
+        channel = cap.key if cap.scope == Cap.Scope.CHANNEL else None
+        spec[name] = Aggregate(name, "COUNT", since, *counted, channel)
+        spec[f"{name}:first"] = Aggregate(f"{name}:first", "MIN", since, *counted, channel)
+        spans.append(WINDOWS[cap.period])
     for key in sorted({key for rule in rules for key in rule.after_categories}):
-        spec.append(Aggregate(f"after:{key}", "MAX", None, [key], False))
-    return spec, now - max(spans)
+        spec[f"after:{key}"] = Aggregate(f"after:{key}", "MAX", None, [key], False)
+    return list(spec.values()), now - max(spans)
 
 
 def _recent_orm(history, spec: tuple[list[Aggregate], datetime]) -> dict:
@@ -208,6 +226,8 @@ def _recent_orm(history, spec: tuple[list[Aggregate], datetime]) -> dict:
         where = ~where if a.exclude else where
         if a.since is not None:
             where &= Q(sent_at__gt=a.since)
+        if a.channel is not None:
+            where &= Q(channel=a.channel)
         expressions[f"a{index}"] = functions[a.function]("sent_at", filter=where)
     row = history.filter(sent_at__gt=since).aggregate(**expressions)
     return {a.name: row[f"a{index}"] for index, a in enumerate(aggregates)}
@@ -217,7 +237,10 @@ def _recent_locked_pg(message: Message, spec: tuple[list[Aggregate], datetime]) 
     """PostgreSQL, in plain SQL (the ORM's building of this aggregate costs more than running it:
     bench/policy.py): lock the recipient, then aggregate. Two statements, never one: a statement
     reads the snapshot taken when it started, so an aggregate in the statement that waited for
-    the lock would miss what the previous holder committed (apps/policy/tests/test_cap_race.py catches it)."""
+    the lock would miss what the previous holder committed (apps/policy/tests/test_cap_race.py
+    catches it). Both are sent in one round trip, though: with client-side binding (Django's
+    default for psycopg 3) they go as one simple query, whose statements each take their own
+    snapshot (https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-MULTI-STATEMENT)."""
     aggregates, since = spec
     columns, params = [], []
     for a in aggregates:
@@ -226,15 +249,18 @@ def _recent_locked_pg(message: Message, spec: tuple[list[Aggregate], datetime]) 
         if a.since is not None:
             conditions.append("sent_at > %s")
             params.append(a.since)
+        if a.channel is not None:
+            conditions.append("channel = %s")
+            params.append(a.channel)
         columns.append(f"{a.function}(sent_at) FILTER (WHERE {' AND '.join(conditions)})")
     # Built from constants only (function names, table names); every value is a parameter.
     sql = (f"SELECT {', '.join(columns)} FROM {Message._meta.db_table} WHERE tenant_id = %s "  # noqa: S608
            "AND recipient_id = %s AND status = ANY(%s) AND id <> %s AND sent_at > %s")
+    lock = f"SELECT id FROM {Recipient._meta.db_table} WHERE id = %s FOR UPDATE; "  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM {Recipient._meta.db_table} WHERE id = %s FOR UPDATE",  # noqa: S608
-                       [message.recipient_id])
-        cursor.execute(sql, [*params, message.tenant_id, message.recipient_id,
-                             [str(s) for s in COUNTED], message.pk, since])
+        cursor.execute(lock + sql, [message.recipient_id, *params, message.tenant_id, message.recipient_id,
+                                    [str(s) for s in COUNTED], message.pk, since])
+        cursor.nextset()
         row = cursor.fetchone()
     return {a.name: value for a, value in zip(aggregates, row, strict=True)}
 
@@ -264,21 +290,20 @@ def _rule_hit(message: Message, category: Category, rule: SuppressionRule, trigg
     return Status.SCHEDULED
 
 
-def _cap_hit(message: Message, policy: TenantPolicy, settings: PolicySettings, found: dict,
-             window: str) -> str:
-    caps = {"day": settings.cap_per_day, "week": settings.cap_per_week}
-    cap = f"{caps[window]} per {window}"
-    if settings.cap_action == PolicySettings.CapAction.DROP:
+def _cap_hit(message: Message, policy: TenantPolicy, found: dict, cap: Cap, action: str,
+             until: datetime) -> str:
+    """Over `cap`: dropped, or deferred until its window has room, per its action for the
+    message's priority."""
+    detail = {"cap": cap.pk, "scope": cap.scope, "key": cap.key, "period": cap.period,
+              "limit": cap.limit, "count": found[_cap_name(cap)], "priority": message.priority}
+    if action == Cap.Action.DROP:
         message_transition(message=message, to=Status.SUPPRESSED, reason_code="frequency_cap",
-                           reason=f"suppressed: frequency cap of {cap} reached",
-                           detail={"window": window, "cap": caps[window], "count": found[window]})
+                           reason=f"suppressed: frequency cap of {cap.words()} reached", detail=detail)
         return Status.SUPPRESSED
-    until = found[f"{window}_first"] + WINDOWS[window]
-    timezone = message.recipient.timezone or policy.timezone
-    words = evaluation.local_time_words(until, timezone)
+    words = evaluation.local_time_words(until, message.recipient.timezone or policy.timezone)
     _defer(message, until, reason_code="frequency_cap",
-           reason=f"deferred: frequency cap of {cap} reached until {words}",
-           detail={"window": window, "cap": caps[window], "count": found[window], "until": until.isoformat()})
+           reason=f"deferred: frequency cap of {cap.words()} reached until {words}",
+           detail={**detail, "until": until.isoformat()})
     return Status.SCHEDULED
 
 

@@ -30,10 +30,10 @@ CONTENT_VIEW = _perms("content", "view", "template", "templatelocale", "template
 
 # Categories, quiet hours and caps (docs/policy.md); recipients' preferences; the suppression list.
 POLICY_EDIT = [*_perms("policy", "view add change delete", "category", "policysettings", "suppressedaddress",
-                       "suppressionrule", "flagrule", "recipientflag"),
+                       "suppressionrule", "flagrule", "recipientflag", "cap"),
                *_perms("policy", "view change", "preference")]
 POLICY_VIEW = _perms("policy", "view", "category", "policysettings", "suppressedaddress", "preference",
-                     "suppressionrule", "flagrule", "recipientflag")
+                     "suppressionrule", "flagrule", "recipientflag", "cap")
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Edit content and journeys; look up recipients for previews.

@@ -6,7 +6,7 @@ import pytest
 
 from apps.messaging.models import Priority
 from apps.policy import evaluation
-from apps.policy.models import Category, Kind, Preference
+from apps.policy.models import Cap, Category, Kind, Preference
 from apps.policy.selectors import tenant_policy_load
 from apps.policy.tests.factories import CategoryFactory, PolicySettingsFactory
 from apps.tenants.tests.factories import TenantFactory
@@ -115,9 +115,51 @@ def test_priority_and_kind_decide_bypass(kind, priority, quiet, caps):
     assert evaluation.bypasses_caps(category=category, priority=priority, exempt_transactional=True) is caps
 
 
-def test_cap_hit_names_the_first_full_window():
-    caps = {"day": 3, "week": 10}
-    assert evaluation.cap_hit(counts={"day": 2, "week": 9}, caps=caps) is None
-    assert evaluation.cap_hit(counts={"day": 3, "week": 3}, caps=caps) == "day"
-    assert evaluation.cap_hit(counts={"day": 0, "week": 10}, caps=caps) == "week"
-    assert evaluation.cap_hit(counts={"day": 9, "week": 9}, caps={"day": None, "week": 10}) is None
+ALL_DAY = Cap(scope=Cap.Scope.ALL, period="day", limit=3)
+SMS_DAY = Cap(scope=Cap.Scope.CHANNEL, key="sms", period="day", limit=2)
+MARKETING_WEEK = Cap(scope=Cap.Scope.CATEGORY, key="marketing", period="week", limit=1)
+BILLING_DAY = Cap(scope=Cap.Scope.CATEGORY, key="billing", period="day", limit=1)
+BILLING = Category(key="billing", kind=Kind.TRANSACTIONAL)
+
+
+@pytest.mark.parametrize(("cap", "category", "channel", "priority", "exempt", "applies"), [
+    (ALL_DAY, MARKETING, "email", Priority.NORMAL, True, True),
+    (ALL_DAY, MARKETING, "sms", Priority.LOW, True, True),
+    (ALL_DAY, MARKETING, "email", Priority.CRITICAL, True, False),  # critical bypasses every cap
+    (ALL_DAY, BILLING, "email", Priority.NORMAL, True, False),  # transactional exempt by default
+    (ALL_DAY, BILLING, "email", Priority.NORMAL, False, True),  # … unless the tenant says otherwise
+    (SMS_DAY, MARKETING, "sms", Priority.HIGH, True, True),
+    (SMS_DAY, MARKETING, "email", Priority.HIGH, True, False),  # another channel
+    (MARKETING_WEEK, MARKETING, "push", Priority.NORMAL, True, True),
+    (MARKETING_WEEK, DIGEST, "email", Priority.NORMAL, True, False),  # another category
+    (MARKETING_WEEK, MARKETING, "email", Priority.CRITICAL, True, False),
+    (BILLING_DAY, BILLING, "email", Priority.NORMAL, True, False),
+    (BILLING_DAY, BILLING, "email", Priority.NORMAL, False, True),
+])
+def test_which_caps_hold_a_message(cap, category, channel, priority, exempt, applies):
+    assert evaluation.cap_applies(cap=cap, category=category, channel=channel, priority=priority,
+                                  exempt_transactional=exempt) is applies
+
+
+EARLY, LATE = at("2030-01-15T10:00"), at("2030-01-16T09:00")
+WAIT = Cap(scope=Cap.Scope.ALL, period="day", limit=3, action="defer", low_action="drop")
+DROP = Cap(scope=Cap.Scope.CHANNEL, key="sms", period="week", limit=9, action="drop", low_action="drop")
+WAIT_ALWAYS = Cap(scope=Cap.Scope.CATEGORY, key="marketing", period="week", limit=1)
+
+
+@pytest.mark.parametrize(("reached", "priority", "expected"), [
+    ([], Priority.NORMAL, None),
+    ([(WAIT, EARLY)], Priority.NORMAL, (WAIT, "defer", EARLY)),
+    ([(WAIT, EARLY)], Priority.HIGH, (WAIT, "defer", EARLY)),
+    ([(WAIT, EARLY)], Priority.LOW, (WAIT, "drop", EARLY)),  # low priority per low_action
+    ([(WAIT, EARLY), (WAIT_ALWAYS, LATE)], Priority.NORMAL, (WAIT_ALWAYS, "defer", LATE)),  # latest room
+    ([(WAIT_ALWAYS, LATE), (WAIT, EARLY)], Priority.LOW, (WAIT, "drop", EARLY)),  # a drop wins
+    ([(WAIT, EARLY), (DROP, LATE)], Priority.NORMAL, (DROP, "drop", LATE)),
+])
+def test_the_cap_that_decides_and_its_action_per_priority(reached, priority, expected):
+    assert evaluation.cap_verdict(reached=reached, priority=priority) == expected
+
+
+def test_a_cap_names_itself_for_the_timeline():
+    assert [c.words() for c in (ALL_DAY, SMS_DAY, MARKETING_WEEK)] == [
+        "3 per day", "2 per day on sms", "1 per week for marketing"]
