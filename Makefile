@@ -30,9 +30,11 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-# Ingest and delivery need PostgreSQL and Redis on 127.0.0.1 (as .ci/run starts them);
-# rendering needs nothing. See bench/README.md.
+# All but rendering need PostgreSQL and Redis on 127.0.0.1 (as .ci/run starts them).
+# See bench/README.md; figures in docs/performance.md.
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/policy.py
+	$(BIN)/python bench/journeys.py
