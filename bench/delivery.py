@@ -176,6 +176,11 @@ class Bench:
             "from apps.tenants.models import Tenant\n"
             "t = Tenant.objects.get(slug='acme')\n"
             "P.objects.filter(tenant=t, channel='webhook').update(enabled=False)\n"
+            # Delivery alone: the demo's quiet hours, caps and rules would defer the messages
+            # (bench/policy.py measures what policy adds).
+            "from apps.policy.models import Cap, PolicySettings, SuppressionRule\n"
+            "for model in (Cap, PolicySettings, SuppressionRule):\n"
+            "    model.objects.filter(tenant=t).delete()\n"
             f"P.objects.create(tenant=t, name='simulator', channel='webhook', kind='webhook', "
             f"settings={{'url': 'http://{HOST}:{self.sim_port}/hook', 'timeout': 10}})\n"))
         self.start_web(self.env)
