@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.processes",
     "tests.fixtures.servers",
     "tests.fixtures.browser",
+    "tests.fixtures.api",
 ]
 
 
