@@ -102,7 +102,8 @@ def messages_send(*, message_ids: list[int]) -> dict[int, Outcome]:
         simple = not expired(message) and channel == (message.channel or message.channels[0])
         rendered = try_render(message, channel, decisions, policy) if simple else None
         if rendered is None:  # the uncommon paths
-            outcomes[message.pk] = deliver(message, providers[message.pk], decisions, breakers, policy=policy)
+            outcomes[message.pk] = deliver(message, providers[message.pk], decisions, breakers, policy=policy,
+                                           timed=channel)
         else:
             ready.append((message, decisions, rendered))
 
@@ -116,15 +117,17 @@ def messages_send(*, message_ids: list[int]) -> dict[int, Outcome]:
     for (message, decisions, rendered), c in zip(ready, calls, strict=True):
         if not c.accepted:  # failover to another channel, or a retry: one by one
             outcomes[message.pk] = deliver(message, providers[message.pk], decisions, breakers,
-                                           first=(rendered, c), policy=policy)
+                                           first=(rendered, c), policy=policy, timed=rendered.channel)
     return outcomes
 
 
 def deliver(message: Message, providers: dict[str, list], decisions: dict[str, str],
             breakers: Breakers, first: tuple[Rendered, Calls] | None = None,
-            policy: PolicyBatch | None = None) -> Outcome:
+            policy: PolicyBatch | None = None, timed: str | None = None) -> Outcome:
     """The rest of the pipeline for one claimed message. `first`: the calls already made on the
-    channel `route` picks first (expiry was checked before they were made)."""
+    channel `route` picks first (expiry was checked before they were made). `timed`: the channel
+    policy's timing (caps) was decided for; any other channel this message moves on to is
+    decided again, under the recipient's lock, before it is sent there."""
     if first is None and expired(message):
         message_transition(message=message, to=Status.EXPIRED, reason_code="expired",
                            reason=f"Not sent by its expiry time {message.expires_at.isoformat()}.")
@@ -155,7 +158,11 @@ def deliver(message: Message, providers: dict[str, list], decisions: dict[str, s
                              detail={"from": skipped, "to": channel, "channels": decisions})
             message.channel = channel
             Message.objects.filter(pk=message.pk).update(channel=channel)
-        # timing: expiry is checked above; quiet hours and caps in messages_send (channel-independent).
+        if policy is not None and channel != timed:  # a failover: that channel's caps hold too
+            held = policy.timing(message, channel)
+            if held is not None:
+                return Outcome(held)
+            timed = channel
         if first is not None:
             (rendered, calls), first = first, None
         else:
@@ -358,15 +365,23 @@ def _mark_sent(messages: list[Message], now: datetime) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
+def retry_delay(attempts: int, retry_after: float | None) -> float | None:
+    """Seconds until the next attempt after `attempts` failed ones: exponential back-off with full
+    jitter, honouring Retry-After; None after the last (SIGNALBOX_MESSAGE_MAX_ATTEMPTS). Journeys'
+    webhook steps retry the same way."""
+    if attempts >= settings.SIGNALBOX_MESSAGE_MAX_ATTEMPTS:
+        return None
+    ceiling = min(settings.SIGNALBOX_RETRY_MAX_SECONDS, settings.SIGNALBOX_RETRY_BASE_SECONDS * 2 ** attempts)
+    return max(random.uniform(0, ceiling), retry_after or 0)
+
+
 def schedule_retry(message: Message, retry_after: float | None) -> Outcome:
     """Back off exponentially with full jitter (honouring Retry-After), or fail after the last."""
-    if message.attempts >= settings.SIGNALBOX_MESSAGE_MAX_ATTEMPTS:
+    delay = retry_delay(message.attempts, retry_after)
+    if delay is None:
         message_transition(message=message, to=Status.FAILED, reason_code="attempts_exhausted",
                            reason=f"Failed after {message.attempts} attempts.")
         return Outcome(Status.FAILED)
-    ceiling = min(settings.SIGNALBOX_RETRY_MAX_SECONDS,
-                  settings.SIGNALBOX_RETRY_BASE_SECONDS * 2 ** message.attempts)
-    delay = max(random.uniform(0, ceiling), retry_after or 0)
     message_transition(message=message, to=Status.QUEUED, reason_code="retry_scheduled",
                        reason=f"Attempt {message.attempts} failed; retrying in {delay:.0f} s.",
                        next_attempt_at=clock.now() + timedelta(seconds=delay))

@@ -1,5 +1,7 @@
 from django import forms
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from apps.core.admin import TenantScopedAdmin
 from apps.messaging.models import Channel
@@ -14,7 +16,7 @@ from apps.policy.models import (
     SuppressedAddress,
     SuppressionRule,
 )
-from apps.policy.services import rule_dry_run
+from apps.policy.services import flag_rule_dry_run, rule_dry_run
 
 
 class CategoryForm(forms.ModelForm):
@@ -122,6 +124,22 @@ class FlagRuleAdmin(TenantScopedAdmin):
     list_display = ["name", "flag", "set_by_event", "cleared_by_event", "expires_after_minutes", "enabled",
                     "tenant"]
     list_select_related = ["tenant"]
+    readonly_fields = ["dry_run"]
+
+    @admin.display(description="Dry run")
+    def dry_run(self, obj):
+        if obj is None or obj.pk is None:
+            return "Save the rule to see what it would hold now."
+        found = flag_rule_dry_run(rule=obj)
+        verb = "suppress" if obj.action == FlagRule.Action.SUPPRESS else "defer"
+        words = format_html(
+            "{} recipient(s) have {} set now; this rule would {} {} of their queued or scheduled "
+            "messages of {} (nothing is changed here).", found.recipients, obj.flag, verb, found.held,
+            ", ".join(obj.categories))
+        items = format_html_join("", '<li><a href="{}">message #{}</a>: {}, {}, {}</li>', [
+            (reverse("admin:messaging_message_change", args=[m["id"]]), m["id"], m["recipient__external_id"],
+             m["category"], m["status"]) for m in found.sample])
+        return format_html("{}<ul>{}</ul>", words, items) if found.sample else words
 
 
 @admin.register(RecipientFlag)

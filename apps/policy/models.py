@@ -276,3 +276,14 @@ class RecipientFlag(TenantScopedModel):
 
     def __str__(self) -> str:
         return f"{self.flag} on {self.recipient_id}"
+
+
+class PolicyVersion(models.Model):
+    """One row (id 1): bumped by every edit of any tenant's policy (selectors.policy_changed) in
+    the edit's own transaction, and read with each batch's preferences, so that a process's cached
+    policy is dropped as soon as an edit commits without a cache round trip per batch."""
+
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"policy version {self.value}"

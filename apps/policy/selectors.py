@@ -1,29 +1,29 @@
 """Reads for policy. A tenant's categories and settings come from a per-process cache valid
-while a shared version is unchanged (bumped when either is edited), so deciding for a message
-costs no query for them; preferences and suppressed addresses are read once per batch."""
+while the shared version (PolicyVersion) is unchanged (bumped when any of them is edited), so
+deciding for a message costs no query for them; preferences, suppressed addresses and the version
+are read once per batch."""
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import NamedTuple
 
-from django.db import connection, transaction
+from django.db import connection
+from django.db.models import F
 
-from apps.core.cache import cache_add, cache_get, cache_set
 from apps.policy.models import (
     Cap,
     Category,
     FlagRule,
     Kind,
     PolicySettings,
+    PolicyVersion,
     Preference,
     RecipientFlag,
     SuppressedAddress,
     SuppressionRule,
 )
 
-VERSION_KEY = "signalbox:policy-version"
 # Known to every tenant without being defined: what a message names when it names nothing.
 GENERAL = "general"
 
@@ -82,16 +82,15 @@ def settings_caps(settings: PolicySettings | None) -> list[Cap]:
 
 
 class PolicyLookup:
-    """tenant_policy_load, cached per process until the shared version changes (one cache read
-    per lookup object, i.e. per batch). Without a reachable cache it always asks the database."""
+    """tenant_policy_load, cached per process while the shared version (PolicyVersion) is
+    unchanged. Pass the version when it was read already (PolicyBatch reads it with the batch's
+    preferences); otherwise it costs one query. Without a version row it always loads."""
 
     _found: dict[int, TenantPolicy] = {}
-    _version: str | None = None
+    _version: int | None = None
 
-    def __init__(self):
-        version = cache_get(VERSION_KEY)
-        if version is None and cache_add(VERSION_KEY, uuid.uuid4().hex, None):
-            version = cache_get(VERSION_KEY)
+    def __init__(self, version: int | None = None):
+        version = policy_version() if version is None else version
         if version is None or version != PolicyLookup._version:
             PolicyLookup._found, PolicyLookup._version = {}, version
         self.found = PolicyLookup._found if version is not None else {}
@@ -102,10 +101,15 @@ class PolicyLookup:
         return self.found[tenant.pk]
 
 
+def policy_version() -> int | None:
+    return PolicyVersion.objects.filter(pk=1).values_list("value", flat=True).first()
+
+
 def policy_changed(**kwargs) -> None:
-    """Signal receiver: a category, settings row or tenant changed; every process reloads."""
-    cache_set(VERSION_KEY, uuid.uuid4().hex, None)
-    transaction.on_commit(lambda: cache_set(VERSION_KEY, uuid.uuid4().hex, None))
+    """Signal receiver: a category, settings row, rule or tenant changed; every process reloads
+    once this transaction commits."""
+    if not PolicyVersion.objects.filter(pk=1).update(value=F("value") + 1):
+        PolicyVersion.objects.get_or_create(pk=1)
 
 
 class PreferenceRow(NamedTuple):
@@ -118,11 +122,11 @@ class PreferenceRow(NamedTuple):
 
 
 def preferences_and_suppressed_for_many(*, recipient_ids, pairs) -> tuple[
-        dict[int, PreferenceRow], set[tuple[int, str, str]]]:
-    """The recipients' preferences, and of (tenant id, channel, address) triples those on their
-    tenant's suppression list: what every batch reads. On PostgreSQL both queries go in one
-    round trip, in plain SQL (the ORM's building of them cost more than running them:
-    bench/policy.py)."""
+        dict[int, PreferenceRow], set[tuple[int, str, str]], int | None]:
+    """The recipients' preferences, of (tenant id, channel, address) triples those on their
+    tenant's suppression list, and the policy version: what every batch reads. On PostgreSQL the
+    three queries go in one round trip, in plain SQL (the ORM's building of them cost more than
+    running them: bench/policy.py)."""
     recipient_ids, pairs = list(set(recipient_ids)), {p for p in pairs if p[2]}
     tenant_ids, addresses = list({t for t, _, _ in pairs}), list({a for _, _, a in pairs})
     if connection.vendor != "postgresql":
@@ -130,18 +134,22 @@ def preferences_and_suppressed_for_many(*, recipient_ids, pairs) -> tuple[
             "recipient_id", *PreferenceRow._fields)
         listed = SuppressedAddress.objects.filter(tenant_id__in=tenant_ids, address__in=addresses
                                                   ).values_list("tenant_id", "channel", "address")
-        return _preference_rows(preferences), set(listed) & pairs
+        return _preference_rows(preferences), set(listed) & pairs, policy_version()
     # Built from constants only (column and table names); every value is a parameter.
     sql = (f"SELECT recipient_id, {', '.join(PreferenceRow._fields)} FROM {Preference._meta.db_table} "  # noqa: S608
            "WHERE recipient_id = ANY(%s); "
            f"SELECT tenant_id, channel, address FROM {SuppressedAddress._meta.db_table} "
-           "WHERE tenant_id = ANY(%s) AND address = ANY(%s)")
+           "WHERE tenant_id = ANY(%s) AND address = ANY(%s); "
+           f"SELECT value FROM {PolicyVersion._meta.db_table} WHERE id = 1")
     with connection.cursor() as cursor:
         cursor.execute(sql, [recipient_ids, tenant_ids, addresses])
         preferences = cursor.fetchall()
         cursor.nextset()
         listed = cursor.fetchall()
-    return _preference_rows(preferences), {tuple(row) for row in listed} & pairs
+        cursor.nextset()
+        version = cursor.fetchone()
+    return (_preference_rows(preferences), {tuple(row) for row in listed} & pairs,
+            version[0] if version else None)
 
 
 def _preference_rows(rows) -> dict[int, PreferenceRow]:

@@ -2,15 +2,16 @@
 to preferences and the suppression list."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, Max, Min, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
+from django.utils.dateparse import parse_datetime
 
 from apps.core import clock
-from apps.messaging.models import Channel, Message, Status
-from apps.messaging.services import message_transition
+from apps.messaging.models import TRANSITIONS, Channel, Message, Status, StatusEvent
+from apps.messaging.services import enqueue_sends, message_transition
 from apps.policy import evaluation
 from apps.policy.links import absolute_url, link_token, unsubscribe_headers
 from apps.policy.models import (
@@ -45,12 +46,12 @@ class PolicyBatch:
     the recipients' preferences and the batch's addresses on the suppression list."""
 
     def __init__(self, messages: list[Message], address_of):
-        lookup = PolicyLookup()
-        self.tenants = {m.tenant_id: lookup(tenant=m.tenant) for m in messages}
-        self.preferences, self.suppressed = preferences_and_suppressed_for_many(
+        self.preferences, self.suppressed, version = preferences_and_suppressed_for_many(
             recipient_ids=[m.recipient_id for m in messages],
             pairs={(m.tenant_id, channel, address_of[channel](m.recipient))
                    for m in messages for channel in m.channels})
+        lookup = PolicyLookup(version)
+        self.tenants = {m.tenant_id: lookup(tenant=m.tenant) for m in messages}
         self.address_of = address_of
         self.flags = (flags_for_many(recipient_ids=[m.recipient_id for m in messages], now=clock.now())
                       if any(p.flag_rules for p in self.tenants.values()) else {})
@@ -143,34 +144,80 @@ def _locked_checks(message: Message, policy: TenantPolicy, category: Category,
     """Suppression rules, then caps, under the recipient's row lock (SELECT … FOR UPDATE): two
     workers deciding for one recipient are serialised, and a message that passes takes its slot
     at once (sent_at and its channel are stamped), so the second one counts it. Rules and caps are
-    answered by one aggregate over the recipient's recent messages (index on tenant, recipient,
-    sent_at), a FILTERed COUNT and MIN per cap."""
+    answered by one grouped aggregate over the recipient's recent messages (index on tenant,
+    recipient, sent_at)."""
     now = clock.now()
-    spec = _aggregates(policy, rules, caps, now)
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            found = _recent_locked_pg(message, spec)
-        else:
-            list(Recipient.objects.select_for_update().filter(pk=message.recipient_id).values_list("pk"))
-            found = _recent_orm(_history(message), spec)
+    recent = _Recent(message, policy, rules, caps, now)
+    outcome = {}
+
+    def decide(rows) -> bool:
+        found = recent.found(rows)
         rule, trigger_at = _first_rule_hit(rules, found, now)
         verdict = None if rule is not None else evaluation.cap_verdict(
             reached=[(cap, found[f"{_cap_name(cap)}:first"] + WINDOWS[cap.period])
                      for cap in caps if found[_cap_name(cap)] >= cap.limit],
             priority=message.priority)
-        if rule is None and verdict is None:
-            # Takes its slot; the channel too, so that channel caps count it while it is sent.
-            # Plain SQL: on this path for every capped message, and the ORM's building of the
-            # UPDATE costs more than running it (bench/policy.py).
-            with connection.cursor() as cursor:
-                cursor.execute(f"UPDATE {Message._meta.db_table} SET sent_at = %s, channel = %s "  # noqa: S608
-                               "WHERE id = %s", [now, channel, message.pk])
-            return None
+        outcome.update(found=found, rule=rule, trigger_at=trigger_at, verdict=verdict)
+        return rule is None and verdict is None
+
+    # Takes its slot if it passes; the channel too, so that channel caps count it while it is sent.
+    stamp = (f"UPDATE {Message._meta.db_table} SET sent_at = %s, channel = %s WHERE id = %s",  # noqa: S608
+             [now, channel, message.pk])
+    if _under_recipient_lock(message, recent.sql, recent.params, decide, stamp):
+        return None
+    rule = outcome["rule"]
     if rule is not None:
-        trigger = (_history(message).filter(category__in=rule.after_categories, sent_at=trigger_at)
+        trigger = (_history(message).filter(category__in=rule.after_categories, sent_at=outcome["trigger_at"])
                    .values("id", "category", "sent_at").first())  # only to name it: the rare path
         return _rule_hit(message, category, rule, trigger)
-    return _cap_hit(message, policy, found, *verdict)
+    return _cap_hit(message, policy, outcome["found"], *outcome["verdict"])
+
+
+def _under_recipient_lock(message: Message, sql: str, params: list, decide, stamp: tuple[str, list]) -> bool:
+    """Lock the recipient's row, run `sql`, let `decide` judge its rows and, if it passes, run
+    `stamp`, all in one transaction; returns what `decide` said.
+
+    On PostgreSQL outside any transaction (as the pipeline calls it), in two round trips: `BEGIN`,
+    the lock and the query, then the stamp and `COMMIT`. Plain SQL, sent as one simple query each
+    (client-side binding, Django's default for psycopg 3), whose statements each take their own
+    snapshot — the query's is taken after the lock is granted, so it sees what the previous
+    holder committed (apps/policy/tests/test_cap_race.py fails without the lock). Elsewhere (SQLite,
+    or inside a caller's transaction) the same steps one statement at a time."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            list(Recipient.objects.select_for_update().filter(pk=message.recipient_id).values_list("pk"))
+            cursor.execute(sql, params)
+            passed = decide(cursor.fetchall())
+            if passed:
+                cursor.execute(*stamp)
+        return passed
+    lock = f"SELECT id FROM {Recipient._meta.db_table} WHERE id = %s FOR UPDATE"  # noqa: S608
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(f"BEGIN; {lock}; {sql}", [message.recipient_id, *params])
+            cursor.nextset()
+            cursor.nextset()
+            passed = decide(cursor.fetchall())
+            if passed:
+                cursor.execute(f"{stamp[0]}; COMMIT", stamp[1])
+            else:
+                cursor.execute("COMMIT")
+        except BaseException:
+            _rollback(cursor)
+            raise
+    return passed
+
+
+def _rollback(cursor) -> None:
+    try:
+        cursor.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 — the connection is broken: Django discards it; re-raise the first error
+        connection.close_if_unusable_or_obsolete()
+
+
+def _aware(value: str) -> datetime:
+    parsed = parse_datetime(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _history(message: Message):
@@ -179,90 +226,54 @@ def _history(message: Message):
                                   status__in=COUNTED).exclude(pk=message.pk)
 
 
-@dataclass(frozen=True)
-class Aggregate:
-    """One figure about the recipient's recent messages: COUNT, MIN or MAX of sent_at over those
-    sent after `since` (if given) whose category is (or, with `exclude`, is not) in `categories`,
-    and sent on `channel` if given."""
-
-    name: str
-    function: str
-    since: datetime | None
-    categories: list[str]
-    exclude: bool
-    channel: str | None = None
-
-
 def _cap_name(cap: Cap) -> str:
     return f"cap:{cap.scope}:{cap.key}:{cap.period}"
 
 
-def _aggregates(policy: TenantPolicy, rules: list[SuppressionRule], caps: list[Cap],
-                now: datetime) -> tuple[list[Aggregate], datetime]:
-    """Per cap the messages holding one of its slots and the oldest of them (caps counting the
-    same messages share them); per trigger category of the rules the latest send; and how far
-    back to look."""
-    exempt = ([key for key, c in policy.categories.items() if c.kind == Kind.TRANSACTIONAL]
-              if policy.caps_exempt_transactional else [])
-    spec, spans = {}, [timedelta(minutes=r.window_minutes) for r in rules]
-    for cap in caps:
-        since, name = now - WINDOWS[cap.period], _cap_name(cap)
-        counted = ([cap.key], False) if cap.scope == Cap.Scope.CATEGORY else (exempt, True)
-        channel = cap.key if cap.scope == Cap.Scope.CHANNEL else None
-        spec[name] = Aggregate(name, "COUNT", since, *counted, channel)
-        spec[f"{name}:first"] = Aggregate(f"{name}:first", "MIN", since, *counted, channel)
-        spans.append(WINDOWS[cap.period])
-    for key in sorted({key for rule in rules for key in rule.after_categories}):
-        spec[f"after:{key}"] = Aggregate(f"after:{key}", "MAX", None, [key], False)
-    return list(spec.values()), now - max(spans)
+class _Recent:
+    """The recipient's messages holding a slot, recently: one query grouped by (category, channel)
+    giving the latest send, and per cap period the count and the oldest. `found` turns its rows
+    into what the rules and caps ask: `after:<category>` (the latest send of a rule's trigger
+    category), `<cap name>` (the messages holding one of its slots) and `<cap name>:first` (the
+    oldest of them)."""
 
+    def __init__(self, message: Message, policy: TenantPolicy, rules: list[SuppressionRule],
+                 caps: list[Cap], now: datetime):
+        self.caps, self.rules = caps, rules
+        self.periods = sorted({cap.period for cap in caps})
+        self.exempt = ({key for key, c in policy.categories.items() if c.kind == Kind.TRANSACTIONAL}
+                       if policy.caps_exempt_transactional else set())
+        spans = [timedelta(minutes=r.window_minutes) for r in rules] + [WINDOWS[p] for p in self.periods]
+        columns, params = ["category", "channel", "MAX(sent_at)"], []
+        for period in self.periods:
+            columns += ["COUNT(*) FILTER (WHERE sent_at > %s)", "MIN(sent_at) FILTER (WHERE sent_at > %s)"]
+            params += [now - WINDOWS[period]] * 2
+        # Built from constants only (column and table names); every value is a parameter.
+        self.sql = (f"SELECT {', '.join(columns)} FROM {Message._meta.db_table} "  # noqa: S608
+                    "WHERE tenant_id = %s AND recipient_id = %s AND status IN (%s, %s, %s) AND id <> %s "
+                    "AND sent_at > %s GROUP BY category, channel")
+        self.params = [*params, message.tenant_id, message.recipient_id, *COUNTED, message.pk,
+                       now - max(spans)]
 
-def _recent_orm(history, spec: tuple[list[Aggregate], datetime]) -> dict:
-    aggregates, since = spec
-    functions = {"COUNT": Count, "MIN": Min, "MAX": Max}
-    expressions = {}
-    for index, a in enumerate(aggregates):  # aggregate() names must be identifiers: a0, a1, …
-        where = Q(category__in=a.categories)
-        where = ~where if a.exclude else where
-        if a.since is not None:
-            where &= Q(sent_at__gt=a.since)
-        if a.channel is not None:
-            where &= Q(channel=a.channel)
-        expressions[f"a{index}"] = functions[a.function]("sent_at", filter=where)
-    row = history.filter(sent_at__gt=since).aggregate(**expressions)
-    return {a.name: row[f"a{index}"] for index, a in enumerate(aggregates)}
+    def found(self, rows) -> dict:
+        if connection.vendor != "postgresql":  # SQLite hands back its text timestamps
+            rows = [[_aware(v) if isinstance(v, str) and i > 1 else v for i, v in enumerate(row)]
+                    for row in rows]
+        found = {}
+        for key in {key for rule in self.rules for key in rule.after_categories}:
+            found[f"after:{key}"] = max((row[2] for row in rows if row[0] == key), default=None)
+        for cap in self.caps:
+            at = 3 + 2 * self.periods.index(cap.period)
+            counted = [row for row in rows if self._counts(cap, row[0], row[1])]
+            found[_cap_name(cap)] = sum(row[at] for row in counted)
+            found[f"{_cap_name(cap)}:first"] = min((row[at + 1] for row in counted if row[at + 1]),
+                                                   default=None)
+        return found
 
-
-def _recent_locked_pg(message: Message, spec: tuple[list[Aggregate], datetime]) -> dict:
-    """PostgreSQL, in plain SQL (the ORM's building of this aggregate costs more than running it:
-    bench/policy.py): lock the recipient, then aggregate. Two statements, never one: a statement
-    reads the snapshot taken when it started, so an aggregate in the statement that waited for
-    the lock would miss what the previous holder committed (apps/policy/tests/test_cap_race.py
-    catches it). Both are sent in one round trip, though: with client-side binding (Django's
-    default for psycopg 3) they go as one simple query, whose statements each take their own
-    snapshot (https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-MULTI-STATEMENT)."""
-    aggregates, since = spec
-    columns, params = [], []
-    for a in aggregates:
-        conditions = ["category <> ALL(%s)" if a.exclude else "category = ANY(%s)"]
-        params.append(a.categories)
-        if a.since is not None:
-            conditions.append("sent_at > %s")
-            params.append(a.since)
-        if a.channel is not None:
-            conditions.append("channel = %s")
-            params.append(a.channel)
-        columns.append(f"{a.function}(sent_at) FILTER (WHERE {' AND '.join(conditions)})")
-    # Built from constants only (function names, table names); every value is a parameter.
-    sql = (f"SELECT {', '.join(columns)} FROM {Message._meta.db_table} WHERE tenant_id = %s "  # noqa: S608
-           "AND recipient_id = %s AND status = ANY(%s) AND id <> %s AND sent_at > %s")
-    lock = f"SELECT id FROM {Recipient._meta.db_table} WHERE id = %s FOR UPDATE; "  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(lock + sql, [message.recipient_id, *params, message.tenant_id, message.recipient_id,
-                                    [str(s) for s in COUNTED], message.pk, since])
-        cursor.nextset()
-        row = cursor.fetchone()
-    return {a.name: value for a, value in zip(aggregates, row, strict=True)}
+    def _counts(self, cap: Cap, category: str, channel: str) -> bool:
+        if cap.scope == Cap.Scope.CATEGORY:
+            return category == cap.key
+        return category not in self.exempt and (cap.scope != Cap.Scope.CHANNEL or channel == cap.key)
 
 
 def _first_rule_hit(rules: list[SuppressionRule], found: dict, now) -> tuple[SuppressionRule | None, object]:
@@ -326,10 +337,14 @@ def preference_save(*, preference: Preference) -> Preference:
     return preference
 
 
-def address_suppress(*, tenant, channel: str, address: str, source: str, reason: str = "") -> None:
-    """Add an address to the tenant's suppression list (no-op if it is already there)."""
-    SuppressedAddress.objects.get_or_create(tenant=tenant, channel=channel, address=address,
-                                            defaults={"source": source, "reason": reason})
+def address_suppress(*, tenant_id: int, channel: str, address: str, source: str, reason: str = "") -> bool:
+    """Add an address to the tenant's suppression list; False if it was already there (the entry
+    keeps its first source). Emails are compared lower-cased, as recipients store them."""
+    address = address.strip().lower() if channel == Channel.EMAIL else address.strip()
+    _, created = SuppressedAddress.objects.get_or_create(
+        tenant_id=tenant_id, channel=channel, address=address,
+        defaults={"source": source, "reason": reason[:200]})
+    return created
 
 
 def rule_dry_run(*, rule: SuppressionRule, sample: int = 1000) -> tuple[int, int]:
@@ -351,6 +366,31 @@ def rule_dry_run(*, rule: SuppressionRule, sample: int = 1000) -> tuple[int, int
     return held, len(recent)
 
 
+@dataclass(frozen=True)
+class FlagDryRun:
+    recipients: int  # with the flag set now
+    held: int  # of their queued or scheduled messages, those the rule would hold
+    sample: list[dict]  # the first of them: id, recipient, status, category
+
+
+def flag_rule_dry_run(*, rule: FlagRule, shown: int = 20) -> FlagDryRun:
+    """What the rule would do now, changing nothing: the recipients of its tenant and sub-tenants
+    (which inherit it) with its flag set and not expired, and their queued or scheduled messages
+    of its categories that are not critical."""
+    from apps.tenants.selectors import tenant_descendant_ids
+
+    tenant_ids = tenant_descendant_ids(tenant_ids=[rule.tenant_id])
+    flagged = RecipientFlag.objects.filter(tenant_id__in=tenant_ids, flag=rule.flag).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=clock.now()))
+    held = (Message.objects.filter(tenant_id__in=tenant_ids, status__in=[Status.QUEUED, Status.SCHEDULED],
+                                   category__in=rule.categories,
+                                   recipient_id__in=flagged.values("recipient_id"))
+            .exclude(priority="critical"))
+    sample = list(held.order_by("id").values("id", "recipient__external_id", "status", "category")[:shown])
+    return FlagDryRun(recipients=flagged.count(), held=held.count() if len(sample) == shown else len(sample),
+                      sample=sample)
+
+
 def flags_from_events(*, events) -> None:
     """Event consumer (SIGNALBOX_EVENT_CONSUMERS): events named by a flag rule set or clear the
     flag on their recipient. Runs inside events_process's transaction."""
@@ -368,3 +408,29 @@ def flags_from_events(*, events) -> None:
             elif event.name == rule.cleared_by_event:
                 RecipientFlag.objects.filter(tenant_id=event.tenant_id, recipient_id=event.recipient_id,
                                              flag=rule.flag).delete()
+                flag_release_held(tenant_id=event.tenant_id, recipient_id=event.recipient_id, rule=rule)
+
+
+def flag_release_held(*, tenant_id: int, recipient_id: int, rule: FlagRule) -> int:
+    """The recipient's messages a flag holds (`scheduled`, their latest entry a hold by this
+    flag) are queued and sent now, not at their next check: a few statements whatever their
+    number. Policy decides again when they are sent (another flag may still hold them)."""
+    latest = StatusEvent.objects.filter(message=OuterRef("pk")).order_by("-id").values("id")[:1]
+    held = (Message.objects.filter(tenant_id=tenant_id, recipient_id=recipient_id, status=Status.SCHEDULED,
+                                   category__in=rule.categories)
+            .annotate(latest=Subquery(latest))
+            .filter(Exists(StatusEvent.objects.filter(pk=OuterRef("latest"), reason_code="flag",
+                                                      detail__flag=rule.flag))))
+    assert Status.QUEUED in TRANSITIONS[Status.SCHEDULED]
+    now = clock.now()
+    with transaction.atomic():
+        # SKIP LOCKED: one messages_release_due is queuing already is left to it.
+        ids = list(held.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True))
+        Message.objects.filter(pk__in=ids, status=Status.SCHEDULED).update(
+            status=Status.QUEUED, next_attempt_at=None, updated_at=now)
+        StatusEvent.objects.bulk_create([StatusEvent(
+            message_id=pk, status=Status.QUEUED, reason_code="flag_cleared",
+            reason=f"released: {rule.flag} was cleared", detail={"flag_rule": rule.pk, "flag": rule.flag},
+            created_at=now) for pk in ids])
+        enqueue_sends(ids)
+    return len(ids)

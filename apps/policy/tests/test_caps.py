@@ -13,6 +13,7 @@ from apps.policy.tests.test_pipeline_policy import last, send
 from apps.recipients.tests.factories import RecipientFactory
 from apps.tenants.models import Role
 from apps.tenants.tests.factories import TenantFactory, staff_member
+from tests.fixtures.servers import FakeProviderServer, postmark
 
 pytestmark = pytest.mark.django_db
 
@@ -144,3 +145,41 @@ def test_a_cap_is_admin_scoped_to_the_staff_users_tenants(client):
     page = client.get("/admin/policy/cap/").content.decode()
     assert "alice-news" in page and "charlie-secret" not in page
     assert client.get(f"/admin/policy/cap/{theirs.pk}/change/").status_code in (302, 404)
+
+
+def test_a_cap_added_between_two_messages_applies_to_the_second(tenant, recipient):
+    assert send(recipient).status == "sent"  # the tenant's policy is now cached in this process
+    cap(tenant, limit=1)  # bumps the policy version in the same transaction
+    assert send(recipient).status == "scheduled"
+
+
+@pytest.fixture
+def refusing_postmark():
+    server = FakeProviderServer(postmark)  # refuses addresses at .invalid, permanently (422)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("sms_sent_before, expected", [(0, "sent"), (1, "scheduled")])
+def test_a_failover_to_another_channel_meets_that_channels_cap(refusing_postmark, sms_sent_before, expected):
+    tenant = TenantFactory()
+    email = ProviderConfig(tenant=tenant, name="postmark", channel="email", kind="postmark",
+                           from_email="hello@acme.example", settings={"api_url": refusing_postmark.url})
+    email.set_credentials({"server_token": "pm-test-token"})
+    email.save()
+    ProviderConfig.objects.create(tenant=tenant, name="sms-log", channel="sms", kind="log")
+    cap(tenant, scope="channel", key="sms", limit=1)
+    recipient = RecipientFactory(tenant=tenant, email="ada@example.invalid", phone="+14155550101")
+    for _ in range(sms_sent_before):
+        assert send(recipient, category="general", channels=["sms"]).status == "sent"
+    failover = send(recipient, category="general", channels=["email", "sms"])
+    attempts = [(a.channel, a.outcome) for a in failover.attempt_rows.all()]
+    assert attempts[0] == ("email", "permanent")
+    assert failover.status == expected
+    if expected == "scheduled":
+        assert last(failover).reason.startswith("deferred: frequency cap of 1 per day on sms reached until ")
+        rerouted = failover.timeline.get(status="rerouted")
+        assert rerouted.detail["to"] == "sms"
+    else:
+        assert (failover.channel, attempts[1:]) == ("sms", [("sms", "accepted")])

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from apps.core import clock
 from apps.delivery.models import ProviderConfig
@@ -16,7 +17,8 @@ from apps.messaging.models import Message
 from apps.policy.models import FlagRule, Kind, RecipientFlag
 from apps.policy.tests.factories import CategoryFactory
 from apps.recipients.tests.factories import RecipientFactory
-from apps.tenants.tests.factories import TenantFactory
+from apps.tenants.models import Role
+from apps.tenants.tests.factories import TenantFactory, staff_member
 
 pytestmark = pytest.mark.django_db
 
@@ -74,6 +76,41 @@ def test_a_flag_set_by_one_event_holds_the_category_until_another_clears_it(tena
     assert held.status == "sent"
 
 
+def test_the_clearing_event_releases_the_messages_the_flag_holds_at_once(tenant):
+    flag_rule(tenant)
+    recipient = RecipientFactory(tenant=tenant)
+    event(recipient, "checkout.started")
+    held = [send(recipient, "cart") for _ in range(2)]
+    later = send(recipient, "cart", send_at=clock.now() + timedelta(days=1))  # scheduled by its sender
+    other = send(RecipientFactory(tenant=tenant), "cart", send_at=clock.now() + timedelta(days=1))
+    assert {m.status for m in held} == {"scheduled"} and later.status == "scheduled"
+    event(recipient, "checkout.finished")  # no clock travel: not at the next 15-minute check
+    for message in held:
+        message.refresh_from_db()
+        assert (message.status, message.next_attempt_at) == ("queued", None)
+        assert message.timeline.last().reason == "released: in-checkout was cleared"
+    for message in (later, other):
+        message.refresh_from_db()
+        assert message.status == "scheduled"
+    pipeline.message_send(message_id=held[0].pk)
+    held[0].refresh_from_db()
+    assert held[0].status == "sent"
+
+
+def test_a_message_held_by_another_flag_is_not_released(tenant):
+    flag_rule(tenant)
+    flag_rule(tenant, name="Hold carts while browsing", flag="browsing", set_by_event="browse.started",
+              cleared_by_event="browse.ended")
+    recipient = RecipientFactory(tenant=tenant)
+    event(recipient, "browse.started")
+    held = send(recipient, "cart")
+    assert held.timeline.last().detail["flag"] == "browsing"
+    event(recipient, "checkout.started")
+    event(recipient, "checkout.finished")
+    held.refresh_from_db()
+    assert held.status == "scheduled"
+
+
 def test_a_flag_expires_and_the_held_message_is_due_then(tenant, clock_travel):
     flag_rule(tenant, cleared_by_event="", expires_after_minutes=30)
     recipient = RecipientFactory(tenant=tenant)
@@ -106,3 +143,34 @@ def test_a_flag_rule_that_could_never_end_or_hold_anything_is_refused(tenant, fi
     with pytest.raises(ValidationError) as error:
         rule.full_clean()
     assert field in error.value.message_dict
+
+
+def test_the_dry_run_shows_who_has_the_flag_and_what_it_would_hold_without_changing_anything(tenant, client):
+    rule = flag_rule(tenant, action=FlagRule.Action.SUPPRESS, expires_after_minutes=60)
+    ada, bo, cy = (RecipientFactory(tenant=tenant, external_id=name) for name in ("ada", "bo", "cy"))
+    charlie = RecipientFactory(tenant=TenantFactory(), external_id="charlie")  # another tenant's
+    for recipient in (ada, bo, charlie):
+        RecipientFlag.objects.create(tenant=recipient.tenant, recipient=recipient, flag="in-checkout",
+                                     set_at=clock.now())
+    RecipientFlag.objects.create(tenant=tenant, recipient=cy, flag="in-checkout", set_at=clock.now(),
+                                 expires_at=clock.now())  # expired
+
+    def scheduled(recipient, category, **fields):
+        return services.message_create(message=Message(
+            tenant=recipient.tenant, recipient=recipient, channels=["email"], category=category,
+            send_at=clock.now() + timedelta(days=1), content={"email": {"subject": "Hi", "text": "Hello"}},
+            dedupe_key=f"t:{uuid.uuid4()}", **fields))
+
+    would = [scheduled(ada, "cart"), scheduled(bo, "cart")]
+    scheduled(ada, "billing")  # another category
+    scheduled(ada, "cart", priority="critical")
+    scheduled(cy, "cart")
+    scheduled(charlie, "cart")
+    client.force_login(staff_member(tenant=tenant, role=Role.TENANT_ADMIN))
+    page = client.get(reverse("admin:policy_flagrule_change", args=[rule.pk])).content.decode()
+    assert ("2 recipient(s) have in-checkout set now; this rule would suppress 2 of their queued or "
+            "scheduled messages of cart (nothing is changed here).") in page
+    for message in would:
+        assert f"message #{message.pk}</a>: {message.recipient.external_id}, cart, scheduled" in page
+    assert {m.status for m in Message.objects.all()} == {"scheduled"}
+    assert RecipientFlag.objects.count() == 4

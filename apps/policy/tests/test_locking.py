@@ -1,0 +1,60 @@
+"""The recipient lock's transaction (services._under_recipient_lock): committed when the message
+passes, rolled back — never left open — when deciding fails."""
+
+import pytest
+from django.db import connection
+
+from apps.messaging.models import Message
+from apps.policy import services
+from apps.recipients.tests.factories import RecipientFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)  # as the pipeline runs it: no outer transaction
+
+
+def message_for(recipient):
+    return Message.objects.create(tenant=recipient.tenant, recipient=recipient, channels=["email"],
+                                  dedupe_key=f"lock:{recipient.pk}")
+
+
+def in_transaction() -> bool:
+    if connection.vendor == "postgresql":
+        from psycopg.pq import TransactionStatus
+
+        return connection.connection.info.transaction_status != TransactionStatus.IDLE
+    return connection.connection.in_transaction
+
+
+def stamp(message):
+    return ("UPDATE messaging_message SET channel = %s WHERE id = %s", ["sms", message.pk])
+
+
+def test_a_message_that_passes_is_stamped_and_the_transaction_committed():
+    message = message_for(RecipientFactory())
+    seen = []
+    passed = services._under_recipient_lock(message, "SELECT %s", [7], lambda rows: seen.extend(rows) or True,
+                                            stamp(message))
+    assert passed and [tuple(r) for r in seen] == [(7,)]
+    assert not in_transaction()
+    assert Message.objects.get(pk=message.pk).channel == "sms"
+
+
+def test_a_message_that_does_not_pass_is_not_stamped():
+    message = message_for(RecipientFactory())
+    passed = services._under_recipient_lock(message, "SELECT 1", [], lambda rows: False, stamp(message))
+    assert passed is False
+    assert not in_transaction()
+    assert Message.objects.get(pk=message.pk).channel == ""
+
+
+def test_an_error_while_deciding_rolls_back_and_leaves_no_transaction_open():
+    message = message_for(RecipientFactory())
+
+    def fails(rows):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        services._under_recipient_lock(message, "SELECT 1", [], fails, stamp(message))
+    assert not in_transaction()
+    assert Message.objects.get(pk=message.pk).channel == ""
+    # The connection is usable and the lock released: the next decision goes through.
+    assert services._under_recipient_lock(message, "SELECT 1", [], lambda rows: True, stamp(message))
