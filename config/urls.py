@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.api.provider_webhooks import provider_webhook
 from apps.api.segment import segment_view
 from apps.core import views as core_views
 from apps.policy import views as policy_views
@@ -20,6 +21,8 @@ urlpatterns = [
     # Recipients' hosted pages, reached from links in messages (docs/policy.md).
     path("p/<str:token>", policy_views.preferences_page, name="policy-preferences"),
     path("u/<str:token>", policy_views.unsubscribe, name="policy-unsubscribe"),
+    # Providers' reports (bounces, complaints, deliveries): apps/api/provider_webhooks.py.
+    path("webhooks/providers/<uuid:public_id>/<str:secret>/", provider_webhook, name="provider-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # The Segment HTTP tracking API (write key as the Basic-auth user name).

@@ -6,9 +6,11 @@ request (key lookup, drain flag). A client is thread-safe and cheap to share.
 """
 
 import logging
+import uuid
 
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -52,3 +54,34 @@ def cache_add(key: str, value, timeout) -> bool | None:
     except Exception:
         logger.warning("cache unavailable: add %s", key, exc_info=True)
         return None
+
+
+class VersionedLookup:
+    """A per-process memo (`self.found`, a dict the subclass fills) valid while a shared version
+    in the cache is unchanged: one cache read per lookup object, i.e. per batch. Subclasses set
+    VERSION_KEY and their own `_found = {}` / `_version = None`; `version_bump(VERSION_KEY)` on
+    every edit drops every process's memo. Without a reachable cache nothing is kept."""
+
+    VERSION_KEY: str
+    _found: dict
+    _version: str | None
+
+    def __init__(self):
+        cls = type(self)
+        version = cache_get(cls.VERSION_KEY)
+        if version is None and cache_add(cls.VERSION_KEY, uuid.uuid4().hex, None):
+            version = cache_get(cls.VERSION_KEY)
+        if version is None or version != cls._version:
+            cls._found, cls._version = {}, version
+        self.found = cls._found if version is not None else {}
+
+    @classmethod
+    def clear(cls) -> None:
+        cls._found, cls._version = {}, None
+
+
+def version_bump(key: str) -> None:
+    """A new shared version now and again once the current transaction commits (a process that
+    reloaded in between would otherwise keep what the edit's transaction had not yet committed)."""
+    cache_set(key, uuid.uuid4().hex, None)
+    transaction.on_commit(lambda: cache_set(key, uuid.uuid4().hex, None))

@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.utils.html import format_html
 
 from apps.core.admin import TenantScopedAdmin
 from apps.delivery.models import ProviderConfig
@@ -12,8 +13,10 @@ class ProviderConfigForm(forms.ModelForm):
     credentials = forms.JSONField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}),
         help_text="JSON, e.g. {\"username\": \"…\", \"password\": \"…\"} (smtp), {\"api_key\": \"…\"} "
-                  "(sendgrid, most ESPs), {\"server_token\": \"…\"} (postmark). Stored encrypted and never "
-                  "shown again; leave empty to keep the current credentials.")
+                  "(sendgrid, most ESPs), {\"server_token\": \"…\"} (postmark); add the ESP's webhook "
+                  "signing key to have its webhooks' signatures checked, e.g. "
+                  "\"tracking_webhook_verification_key\" (sendgrid), \"webhook_signing_key\" (mailgun). "
+                  "Stored encrypted and never shown again; leave empty to keep the current credentials.")
 
     class Meta:
         model = ProviderConfig
@@ -74,7 +77,20 @@ class ProviderConfigAdmin(TenantScopedAdmin):
         return bool(obj.credentials_encrypted)
 
     def get_fields(self, request, obj=None):
-        return [*ProviderConfigForm.Meta.fields, "credentials"]
+        return [*ProviderConfigForm.Meta.fields, "credentials", "webhook_url"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["webhook_url"]
+
+    @admin.display(description="Webhook URL")
+    def webhook_url(self, obj):
+        if obj is None or obj.pk is None:
+            return "Save the provider to get the URL its bounces and complaints are reported to."
+        return format_html(
+            "<code>{}</code><br>Paste it into the provider's event (tracking) webhook settings: its "
+            "bounces, spam complaints and unsubscribes then go on the suppression list, and each "
+            "message's timeline shows its delivery. Keep it secret: it is the webhook's password.",
+            obj.webhook_url())
 
     @admin.action(description="Test connection (sends nothing)")
     def test_connection(self, request, queryset):

@@ -1,8 +1,4 @@
-import uuid
-
-from django.db import transaction
-
-from apps.core.cache import cache_add, cache_get, cache_set
+from apps.core.cache import VersionedLookup, version_bump
 from apps.delivery.models import ProviderConfig
 
 # Bumped whenever a provider or a tenant changes; each process drops its cached lookups when it
@@ -22,21 +18,14 @@ def providers_for(*, tenant, channel: str) -> list[ProviderConfig]:
     return []
 
 
-class ProviderLookup:
+class ProviderLookup(VersionedLookup):
     """providers_for, from a per-process cache valid while the shared version is unchanged
     (one cache read per lookup object, i.e. per batch of sends, instead of two queries per
     tenant and channel). Without a reachable cache it always asks the database."""
 
+    VERSION_KEY = VERSION_KEY
     _found: dict[tuple[int, str], list[ProviderConfig]] = {}
     _version: str | None = None
-
-    def __init__(self):
-        version = cache_get(VERSION_KEY)
-        if version is None and cache_add(VERSION_KEY, uuid.uuid4().hex, None):
-            version = cache_get(VERSION_KEY)
-        if version is None or version != ProviderLookup._version:
-            ProviderLookup._found, ProviderLookup._version = {}, version
-        self.found = ProviderLookup._found if version is not None else {}
 
     def __call__(self, *, tenant, channel: str) -> list[ProviderConfig]:
         if (tenant.pk, channel) not in self.found:
@@ -46,5 +35,4 @@ class ProviderLookup:
 
 def providers_changed(**kwargs) -> None:
     """Signal receiver (provider or tenant saved or deleted): invalidate every process's lookups."""
-    cache_set(VERSION_KEY, uuid.uuid4().hex, None)
-    transaction.on_commit(lambda: cache_set(VERSION_KEY, uuid.uuid4().hex, None))
+    version_bump(VERSION_KEY)
