@@ -23,15 +23,19 @@ def clock_travel(db):
 
 @pytest.fixture(autouse=True)
 def _forget_cached_tenants():
-    """Ids are reused after a rolled-back test (SQLite): never serve a previous test's tenant
-    (or template or journey version)."""
+    """Ids are reused after a rolled-back test (SQLite), and the policy version rolls back with
+    it: never serve a previous test's tenant (or template, journey version or tenant policy)."""
     from apps.content.services import template_cache_clear
     from apps.journeys.services import journey_cache_clear
+    from apps.policy.selectors import PolicyLookup
+    from apps.segments.selectors import segment_cache_clear
     from apps.tenants.selectors import _tenants
 
     _tenants.clear()
+    PolicyLookup._found, PolicyLookup._version = {}, None
     template_cache_clear()
     journey_cache_clear()
+    segment_cache_clear()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -20,6 +20,19 @@
 
 Delivery is not part of it (bench/delivery.py measures that): the sends are stored but not
 enqueued. Writes bench/results/journeys-latest.md.
+
+5. Broadcast (then, in a subprocess: `--broadcast-only`; `--skip-broadcast` leaves it out): the
+   full recompute of a segment (profile attribute and event history) of `--recipients` members
+   (default 100,000) among twice as many recipients, then a broadcast to it through real
+   workers, Redis and the delivery benchmark's provider simulator at 0 ms (bench/delivery.py
+   `--simulator`). Database `signalbox_bench_broadcast` (recreated); recipients and events
+   loaded with SQL; 2 worker processes `-P threads -c 16` (the delivery benchmark's batched
+   design). Reports the segment's evaluation time, messages created/s (the fan-out: audience
+   size / (fanned_out_at − started_at)), the time from start to the last request at the
+   simulator, and checks one message per recipient and every message received. Writes
+   bench/results/broadcast-latest.md.
+
+    .venv/bin/python bench/journeys.py --broadcast-only --recipients 5000   # quick
 """
 
 from __future__ import annotations
@@ -239,7 +252,13 @@ def main() -> None:
     parser.add_argument("--due", type=int, default=100_000)
     parser.add_argument("--lookups", type=int, default=2_000)
     parser.add_argument("--db-name", default="signalbox_bench_journeys")
+    parser.add_argument("--recipients", type=int, default=100_000, help="the broadcast's segment size")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7", help="for the broadcast part")
+    parser.add_argument("--broadcast-only", action="store_true")
+    parser.add_argument("--skip-broadcast", action="store_true")
     args = parser.parse_args()
+    if args.broadcast_only:
+        sys.exit(broadcast_main(args))
     alphabet = string.ascii_letters + string.digits
     env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{args.db_name}",
            "DJANGO_SETTINGS_MODULE": "config.settings.prod", "DEBUG": "false", "LOG_LEVEL": "WARNING",
@@ -267,7 +286,160 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "journeys-latest.md").write_text(text)
     print(text)
-    sys.exit(0 if advance["ok"] else 1)
+    broadcast_ok = args.skip_broadcast or subprocess.run(
+        [sys.executable, __file__, "--broadcast-only", "--recipients", str(args.recipients),
+         "--redis-url", args.redis_url], check=False).returncode == 0
+    sys.exit(0 if advance["ok"] and broadcast_ok else 1)
+
+
+# ---- broadcast: fan-out and delivery through real workers ------------------------------------
+
+BROADCAST_LOAD_SQL = """
+INSERT INTO recipients_recipient (tenant_id, external_id, email, phone, locale, timezone, attributes,
+    created_at, updated_at)
+SELECT %(tenant)s, 'b' || g, '', '', 'en', 'UTC',
+    CASE WHEN g %% 2 = 0 THEN '{"plan": "pro"}' ELSE '{"plan": "free"}' END::jsonb, %(now)s, %(now)s
+FROM generate_series(1, 2 * %(recipients)s) g;
+
+INSERT INTO events_event (tenant_id, recipient_id, name, kind, properties, context, source, message_id,
+    cancellation_key, occurred_at, received_at, timestamp_clamped, processed_at, created_at, updated_at)
+SELECT %(tenant)s, r.id, 'app.opened', 'track', '{}', '{}', 'api', 'bench-' || r.id, '',
+    %(now)s - interval '1 day', %(now)s, false, %(now)s, %(now)s, %(now)s
+FROM recipients_recipient r WHERE r.tenant_id = %(tenant)s;
+"""
+# The broadcast's audience: half the loaded recipients (plan = pro), all active this week.
+BROADCAST_SEGMENT = {"all": [
+    {"field": "recipient.attributes.plan", "op": "eq", "value": "pro"},
+    {"field": "history.app.opened", "op": "within_last_days", "value": 7}]}
+
+
+def broadcast_main(args) -> int:
+    """The broadcast benchmark (see the module doc, step 5). Returns the exit status."""
+    import json
+    import signal
+    import tempfile
+    import urllib.request
+
+    from delivery import DESIGNS, HOST, free_port
+
+    db_name = "signalbox_bench_broadcast"
+    alphabet = string.ascii_letters + string.digits
+    env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db_name}",
+           "REDIS_URL": args.redis_url, "DJANGO_SETTINGS_MODULE": "config.settings.prod", "DEBUG": "false",
+           "LOG_LEVEL": "WARNING", "SECRET_KEY": "".join(secrets.choice(alphabet) for _ in range(60)),
+           "ALLOWED_HOSTS": HOST, "SIGNALBOX_HTTP_ALLOW_PRIVATE": "127.0.0.0/8",
+           **DESIGNS["batched"]["env"]}
+    setup_database(db_name, env)
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    import redis
+    from apps.broadcasts import services
+    from apps.broadcasts.models import Broadcast
+    from apps.content.models import Template
+    from apps.content.services import template_version_publish
+    from apps.core import clock
+    from apps.delivery.models import ProviderConfig
+    from apps.messaging.models import Message
+    from apps.segments.models import Segment
+    from apps.segments.services import segment_recompute
+    from apps.tenants.models import Tenant
+    from django.db import connection
+
+    redis.Redis.from_url(args.redis_url).flushdb()  # no tasks left from an earlier run
+    workdir = Path(tempfile.mkdtemp(prefix="signalbox-bench-broadcast-"))
+    sim_port = free_port()
+    tenant = Tenant.objects.create(name="Bench", slug="bench")
+    ProviderConfig.objects.create(tenant=tenant, name="simulator", channel="webhook", kind="webhook",
+                                  settings={"url": f"http://{HOST}:{sim_port}/hook", "timeout": 10})
+    template = Template.objects.create(tenant=tenant, key="news", name="News",
+                                       webhook_body='{"to": "{{ recipient.external_id }}"}')
+    template_version_publish(template=template, user=None)
+    segment = Segment.objects.create(tenant=tenant, key="active-pros", name="Active pros",
+                                     conditions=BROADCAST_SEGMENT)
+    log(f"loading {2 * args.recipients:,} recipients (half of them pro) with an event each")
+    with connection.cursor() as cursor:
+        for statement in BROADCAST_LOAD_SQL.split(";\n"):
+            if statement.strip():
+                cursor.execute(statement, {"tenant": tenant.pk, "now": clock.now(),
+                                           "recipients": args.recipients})
+        cursor.execute("VACUUM ANALYZE")  # autocommit: outside a transaction
+    log("segment: full recompute")
+    evaluated = time.perf_counter()
+    members = segment_recompute(segment)
+    evaluated = time.perf_counter() - evaluated
+    assert members == args.recipients, f"the segment has {members:,} members"
+
+    procs = []
+
+    def start(name, cmd):
+        out = open(workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+
+    def simulator(path):
+        with urllib.request.urlopen(f"http://{HOST}:{sim_port}/{path}", timeout=30) as resp:  # noqa: S310
+            return json.loads(resp.read())
+
+    try:
+        start("simulator", [sys.executable, str(Path(__file__).parent / "delivery.py"), "--simulator",
+                            str(sim_port), "0"])
+        for n in range(DESIGNS["batched"]["processes"]):
+            start(f"worker{n}", [str(Path(sys.executable).parent / "celery"), "-A", "config", "worker",
+                                 "-Q", "default,delivery", "-n", f"bench-broadcast{n}@%h",
+                                 "-P", *DESIGNS["batched"]["pool"], "--prefetch-multiplier", "1",
+                                 "--without-heartbeat", "--without-mingle", "--without-gossip",
+                                 "-l", "warning"])
+        time.sleep(5)  # worker boot
+        simulator("count")
+        log(f"broadcast to {args.recipients:,} recipients")
+        started = time.time()
+        broadcast = services.broadcast_start(broadcast=services.broadcast_create(
+            tenant=tenant, name="Bench", template_key="news", segment_key="active-pros"))
+        deadline = time.monotonic() + max(600, args.recipients / 50)
+        while simulator("count") < args.recipients and time.monotonic() < deadline:
+            time.sleep(0.5)
+        received = simulator("received")
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    broadcast = Broadcast.objects.get(pk=broadcast.pk)
+    messages = Message.objects.filter(broadcast=broadcast)
+    fan_out = ((broadcast.fanned_out_at - broadcast.started_at).total_seconds()
+               if broadcast.fanned_out_at else None)
+    last = max(received.values()) - started if received else None
+    checks = {"messages": messages.count(),
+              "recipients with a message": messages.values("recipient").distinct().count(),
+              "received by the simulator": len(received)}
+    ok = checks["messages"] == checks["recipients with a message"] == len(received) == args.recipients
+    text = f"""# Broadcast benchmark
+
+{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {platform.node()} · {os.cpu_count()} cores ·
+a broadcast to a {args.recipients:,}-recipient segment; provider = the 0 ms simulator (webhook);
+workers: {DESIGNS['batched']['processes']} × `celery worker -P {' '.join(DESIGNS['batched']['pool'])}`
+({', '.join(f"{k}={v}" for k, v in DESIGNS['batched']['env'].items())}), fan-out pages of the default
+SIGNALBOX_BROADCAST_PAGE. The segment: `plan = pro` and `app.opened` in the last 7 days, over
+{2 * args.recipients:,} recipients with one event each (half match).
+
+| | |
+|---|---|
+| segment evaluation (full recompute, chunks of SIGNALBOX_SEGMENT_CHUNK) | **{evaluated:.1f} s** \
+({2 * args.recipients / evaluated:,.0f} recipients/s) |
+| fan-out (messages created) | {f"{fan_out:.1f} s" if fan_out is not None else "not finished"} |
+| messages created/s | **{f"{args.recipients / fan_out:,.0f}" if fan_out else "—"}** |
+| start → last send at the simulator | **{f"{last:.1f} s" if last is not None else "—"}** |
+| sends/s over that time | {f"{len(received) / last:,.0f}" if last else "—"} |
+""" + "\n".join(f"| {name} | {value:,} |" for name, value in checks.items()) + f"""
+| one message per recipient, every one received | **{'yes' if ok else 'NO'}** |
+"""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "broadcast-latest.md").write_text(text)
+    print(text)
+    log(f"logs in {workdir}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

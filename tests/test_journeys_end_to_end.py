@@ -1,5 +1,6 @@
 """Journeys with real processes: a Celery worker processing events and sending, the tick called
-directly with the moved clock, and a tick process killed while advancing due runs."""
+directly with the moved clock, a tick process killed while advancing due runs, and a digest
+collecting comments posted through the API."""
 
 import os
 import signal
@@ -12,10 +13,12 @@ import pytest
 from django.db import connection, transaction
 from rest_framework.test import APIClient
 
+from apps.content.tests.factories import TemplateFactory, published
 from apps.core import clock
 from apps.core.services import tick
 from apps.delivery.models import ProviderConfig
 from apps.events.tests.factories import api_key_for
+from apps.journeys.demo import COMMENT_DIGEST
 from apps.journeys.models import JourneyRun, JourneyRunStep
 from apps.journeys.tests.factories import ABANDONED_CART, active_journey, templates
 from apps.messaging import pipeline
@@ -77,6 +80,65 @@ def test_abandoned_cart_end_to_end(celery_worker, clock_travel):
     assert JourneyRun.objects.get(recipient=ada).status == "completed"
 
 
+def test_comment_digest_end_to_end(celery_worker, clock_travel):
+    """Comments posted at once reach the worker's consumer together or in parallel transactions:
+    the recipient lock makes each later comment join the open digest of its thread."""
+    tenant = TenantFactory()
+    published(TemplateFactory(
+        tenant=tenant, key="comment-digest", email_subject="{{ data.batch.count }} new comments",
+        email_body="{% for item in data.batch.items %}"
+                   "<mj-text>{{ item.author }} said {{ item.text }}</mj-text>{% endfor %}"))
+    ProviderConfig.objects.create(tenant=tenant, name="log-email", channel="email", kind="log")
+    journey = active_journey(tenant, {**COMMENT_DIGEST, "steps": [
+        COMMENT_DIGEST["steps"][0], {**COMMENT_DIGEST["steps"][1], "template": "comment-digest"}]})
+    ada = RecipientFactory(tenant=tenant, external_id="ada", email="ada@example.com")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(tenant)}")
+    comments = [("t1", f"user{n}", f"comment {n}") for n in range(5)] + [("t2", "zoe", "elsewhere")]
+    for thread, author, text in comments:
+        response = api.post("/api/v1/events", {"name": "comment.created", "recipient": "ada", "properties": {
+            "thread_id": thread, "author": author, "text": text}}, format="json")
+        assert response.status_code == 202
+
+    def collected() -> dict:
+        return {r.context["batch"]["key"]: r.context["batch"]["count"]
+                for r in journey.runs.all() if "batch" in r.context}
+
+    wait_for(lambda: sum(collected().values()) == 6, timeout=30, message="the worker to collect 6 comments")
+    assert collected() == {"t1": 5, "t2": 1} and journey.runs.count() == 2
+    run_tick()
+    assert not Message.objects.filter(recipient=ada).exists()
+
+    clock_travel(seconds=10 * 60 + 1)
+    run_tick()
+    wait_for(lambda: Message.objects.filter(recipient=ada, status="sent").count() == 2, timeout=30,
+             message="both digests to be sent by the worker")
+    by_subject = {m.rendered["subject"]: m.rendered["text"] for m in Message.objects.filter(recipient=ada)}
+    assert set(by_subject) == {"5 new comments", "1 new comments"}
+    assert all(f"user{n} said comment {n}" in by_subject["5 new comments"] for n in range(5))
+    assert "zoe said elsewhere" in by_subject["1 new comments"] and "user" not in by_subject["1 new comments"]
+    assert set(journey.runs.values_list("status", flat=True)) == {"completed"}
+
+
+def test_a_throttle_holds_under_the_workers_parallel_consumers(celery_worker):
+    tenant = TenantFactory()
+    templates(tenant, "alert")
+    journey = active_journey(tenant, {"trigger": {"event": "alert"}, "reentry": {"rule": "every_time"},
+                                      "steps": [
+        {"id": "limit", "type": "throttle", "limit": 3, "window": "1h", "next": "sms"},
+        {"id": "sms", "type": "send", "template": "alert", "channels": ["sms"]}]})
+    RecipientFactory(tenant=tenant, external_id="ada", phone="+14155550101")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(tenant)}")
+    for _ in range(10):
+        response = api.post("/api/v1/events", {"name": "alert", "recipient": "ada"}, format="json")
+        assert response.status_code == 202
+    wait_for(lambda: journey.runs.exclude(status="active").count() == 10, timeout=30,
+             message="the worker to run the 10 alerts")
+    assert sorted(journey.runs.values_list("status", flat=True)) == ["completed"] * 3 + ["exited"] * 7
+    assert Message.objects.filter(tenant=tenant).count() == 3
+
+
 RUNS = 300
 
 
@@ -130,3 +192,27 @@ def test_a_tick_killed_while_advancing_due_runs_advances_each_exactly_once(tmp_p
              timeout=60, message="every reminder to be sent")
     assert Message.objects.filter(tenant=tenant, status="sent").count() == RUNS
     assert Attempt.objects.filter(message__tenant=tenant, outcome="accepted").count() == RUNS
+
+
+def test_a_webhook_step_is_called_by_the_worker_without_waiting_for_a_tick(celery_worker, http_server):
+    from apps.journeys.tests.test_steps import webhook_journey
+    from tests.fixtures.servers import Reply
+
+    tenant = TenantFactory()
+    templates(tenant, "plain", "other")
+    published(TemplateFactory(tenant=tenant, key="plan-sms",
+                              sms_text="Your plan: {{ data.webhooks.crm.body.plan }}"))
+    ProviderConfig.objects.create(tenant=tenant, name="log-sms", channel="sms", kind="log")
+    http_server.script(Reply(200, {"plan": "gold"}))
+    journey = active_journey(tenant, webhook_journey(http_server.url))
+    RecipientFactory(tenant=tenant, external_id="ada", phone="+14155550101")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(tenant)}")
+    assert api.post("/api/v1/events", {"name": "signup", "recipient": "ada", "properties": {"source": "ads"}},
+                    format="json").status_code == 202
+    # No tick here: the worker's consumer parks the run and publishes the call after its commit.
+    wait_for(lambda: Message.objects.filter(status="sent").exists(), timeout=30,
+             message="the webhook's answer to reach the SMS")
+    assert len(http_server.requests) == 1
+    assert Message.objects.get().rendered["text"] == "Your plan: gold"
+    assert journey.runs.get().status == "completed"

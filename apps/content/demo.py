@@ -151,6 +151,29 @@ TEMPLATES = {
         "inbox_body": "{{ data.cart.items | map: 'name' | join: ', ' }}",
         "inbox_action_url": "{{ data.cart.url }}",
     },
+    # Sent by the comment-digest journey (apps/journeys/demo.py): `batch` holds the comments
+    # its digest step collected (at most 100 items; `count` counts them all).
+    "comment-digest": {
+        "name": "Comment digest", "category": "product-updates",
+        "sample_data": {"recipient": SAMPLE_RECIPIENT, "data": {"thread_title": "Launch plan", "batch": {
+            "key": "42", "count": 2, "items": [
+                {"thread_id": 42, "thread_title": "Launch plan", "author": "Grace", "text": "Looks good!"},
+                {"thread_id": 42, "thread_title": "Launch plan", "author": "Linus", "text": "Ship it."}]}}},
+        "email_subject": "{{ batch.count }} new comment{% if batch.count != 1 %}s{% endif %} "
+                         "on {{ data.thread_title | default: 'your thread' }}",
+        "email_preheader": "{{ batch.items | map: 'author' | uniq | join: ', ' }}",
+        "email_body": (
+            "<mj-text>{% render 'greeting' %}</mj-text>\n"
+            "<mj-text>{{ batch.count }} new comments on "
+            "<b>{{ data.thread_title | default: 'your thread' }}</b>:</mj-text>\n"
+            "{% for item in batch.items %}"
+            "<mj-text><b>{{ item.author }}</b>: {{ item.text }}</mj-text>"
+            "{% endfor %}\n"
+            "{% if batch.count > batch.items.size %}"
+            "<mj-text>…and {{ batch.count | minus: batch.items.size }} more.</mj-text>{% endif %}\n"
+            "<mj-text>{% render 'signature' %}</mj-text>"
+        ),
+    },
 }
 
 BRAND = {"primary_color": "#4f46e5", "background_color": "#f4f4f5", "from_name": "Acme",

@@ -20,7 +20,7 @@ from liquid.exceptions import FilterError, LiquidError
 from liquid.filter import liquid_filter
 
 # The only variables a template sees (each a plain dict).
-ROOTS = ("recipient", "data", "tenant", "message")
+ROOTS = ("recipient", "data", "tenant", "message", "batch")
 # Content fields per channel, named as the send API's `content` names them.
 CHANNEL_FIELDS = {
     "email": ("subject", "preheader", "html", "text"),
@@ -164,12 +164,14 @@ def plain(value, depth: int = 0):
 
 def context_for(*, recipient: dict, data: dict, tenant: dict, message: dict) -> dict:
     """The render context. A recipient's attributes are reachable directly
-    (`recipient.first_name`) as well as under `recipient.attributes`; profile fields win."""
-    recipient = plain(recipient or {})
+    (`recipient.first_name`) as well as under `recipient.attributes`; profile fields win. A
+    journey's digest (`data.batch`) is also `batch` (`batch.items`, `batch.count`)."""
+    recipient, data = plain(recipient or {}), plain(data or {})
     attributes = recipient.get("attributes") if isinstance(recipient.get("attributes"), dict) else {}
     return {
         "recipient": {**attributes, **recipient},
-        "data": plain(data or {}),
+        "data": data,
+        "batch": data.get("batch") if isinstance(data.get("batch"), dict) else {},
         "tenant": plain(tenant or {}),
         "message": plain(message or {}),
     }

@@ -92,10 +92,12 @@ def _profile_from(call: Call) -> dict:
 def segment_ingest(*, tenant, calls: list[Call]) -> None:
     """Resolve recipients for the calls (a few queries for the lot), link aliases, apply
     identify profiles, and record the events."""
+    # notify=False: the events' consumers re-evaluate segments for these recipients (off the request).
     by_user = recipients.recipients_resolve_many(
-        tenant=tenant, external_ids={c.user_id for c in calls if c.user_id})
+        tenant=tenant, external_ids={c.user_id for c in calls if c.user_id}, notify=False)
     by_alias = recipients.aliases_resolve_many(
-        tenant=tenant, aliases={c.anonymous_id for c in calls if c.anonymous_id and not c.user_id})
+        tenant=tenant, aliases={c.anonymous_id for c in calls if c.anonymous_id and not c.user_id},
+        notify=False)
     links = {}
     for call in calls:
         if call.user_id:
@@ -135,4 +137,4 @@ def _apply_profiles(tenant, calls: list[Call]) -> None:
             profile |= {k: v for k, v in update.items() if k != "attributes"}
             profile["attributes"] = {**profile.get("attributes", {}), **update.get("attributes", {})}
         merged[recipient_id] = profile
-    recipients_apply_profiles(tenant=tenant, profiles=merged)
+    recipients_apply_profiles(tenant=tenant, profiles=merged, notify=False)

@@ -7,13 +7,14 @@
 Field paths start with one of ROOTS: `trigger` (the event that started the run), `event` (the
 event being matched, in waits and exits), `recipient` (profile fields and `attributes`),
 `events.<step>` (the event a wait step matched), `messages.<step>.status` (the message an earlier
-send step created), `history.<event name>` (when the recipient last did that event, or null).
+send step created), `history.<event name>` (when the recipient last did that event, or null),
+`webhooks.<step>.status|body…` (the answer a webhook step got), `batch.count|items|key` (a digest's).
 Pure: no database; the caller gathers the data (see engine.Facts).
 """
 
 from datetime import datetime, timedelta
 
-ROOTS = ("trigger", "event", "recipient", "events", "messages", "history")
+ROOTS = ("trigger", "event", "recipient", "events", "messages", "history", "webhooks", "batch")
 OPERATORS = {
     "eq": "equals", "ne": "not equals", "contains": "contains", "in": "is one of",
     "exists": "exists", "not_exists": "does not exist", "gt": "greater than", "gte": "at least",

@@ -28,7 +28,18 @@ ABANDONED_CART = {
         {"id": "email", "type": "send", "template": "cart-reminder", "channels": ["email"]},
     ],
 }
-JOURNEYS = {"welcome": ("Welcome", WELCOME), "abandoned-cart": ("Abandoned cart", ABANDONED_CART)}
+# Comments on one thread within 10 minutes make one email (later comments join the open digest).
+COMMENT_DIGEST = {
+    "trigger": {"event": "comment.created"},
+    "reentry": {"rule": "every_time"},
+    "steps": [
+        {"id": "collect", "type": "digest", "key": "{{ data.thread_id }}", "window": "10m",
+         "next": "email"},
+        {"id": "email", "type": "send", "template": "comment-digest", "channels": ["email"]},
+    ],
+}
+JOURNEYS = {"welcome": ("Welcome", WELCOME), "abandoned-cart": ("Abandoned cart", ABANDONED_CART),
+            "comment-digest": ("Comment digest", COMMENT_DIGEST)}
 
 
 def demo_journeys_seed(*, tenant) -> list[str]:

@@ -6,7 +6,10 @@ from django.utils.safestring import SafeString, mark_safe
 from apps.journeys.definition import next_fields
 
 BOX_W, BOX_H, GAP_X, GAP_Y = 210, 92, 40, 60
-COLORS = {"send": "#dbeafe", "delay": "#fef9c3", "wait": "#fde68a", "branch": "#e9d5ff", "exit": "#fecaca"}
+COLORS = {"send": "#dbeafe", "delay": "#fef9c3", "wait": "#fde68a", "branch": "#e9d5ff", "exit": "#fecaca",
+          "digest": "#fef3c7", "throttle": "#e0e7ff", "webhook": "#ccfbf1", "update_profile": "#dcfce7"}
+# Edges a run takes when something went wrong are drawn dashed and red.
+FAILURE_EDGES = ("on_failure",)
 
 
 def _summary(step: dict) -> str:
@@ -20,6 +23,18 @@ def _summary(step: dict) -> str:
         return f"{step.get('event')} ≤ {step.get('timeout')}"
     if kind == "branch":
         return f"{len(step.get('paths') or [])} paths + default"
+    if kind == "digest":
+        until = f"window {step['window']}" if step.get("window") else f"until {step.get('until_time')}"
+        most = f", ≤{step['max_items']}" if step.get("max_items") else ""
+        return f"by {step.get('key') or '—'} {until}{most}"
+    if kind == "throttle":
+        key = f" by {step['key']}" if step.get("key") else ""
+        return f"{step.get('limit')} per {step.get('window')}{key}"
+    if kind == "webhook":
+        return f"{step.get('method') or 'POST'} {step.get('url')}"
+    if kind == "update_profile":
+        names = [*(step.get("set") or {}), *(f"−{n}" for n in step.get("unset") or [])]
+        return ", ".join(str(n) for n in names)
     return ""
 
 
@@ -63,11 +78,14 @@ def journey_svg(definition: dict, counts: dict[str, dict[str, int]], errors: dic
         for label, target in next_fields(step):
             if isinstance(target, str) and target in pos:
                 tx, ty = pos[target]
+                failure = label in FAILURE_EDGES
                 edges.append(format_html(
-                    '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#555" marker-end="url(#arrow)"/>'
-                    '<text x="{}" y="{}" font-size="10" fill="#555">{}</text>',
-                    x + BOX_W // 2, y + BOX_H, tx + BOX_W // 2, ty, (x + tx + BOX_W) // 2 + 4,
-                    (y + BOX_H + ty) // 2, label if label != "next" else ""))
+                    '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{}"{} marker-end="url(#arrow)"/>'
+                    '<text x="{}" y="{}" font-size="10" fill="{}">{}</text>',
+                    x + BOX_W // 2, y + BOX_H, tx + BOX_W // 2, ty, "#b91c1c" if failure else "#555",
+                    mark_safe(' stroke-dasharray="5 3" class="failure-edge"' if failure else ""),  # noqa: S308
+                    (x + tx + BOX_W) // 2 + 4, (y + BOX_H + ty) // 2, "#b91c1c" if failure else "#555",
+                    label if label != "next" else ""))
         c = counts.get(sid, {})
         step_errors = [m for path, msgs in errors.items() if path.startswith(f"steps.{sid}.") for m in msgs]
         boxes.append(format_html(

@@ -61,7 +61,7 @@ class JourneyStep(models.Model):
 
     version = models.ForeignKey(JourneyVersion, on_delete=models.CASCADE, related_name="steps")
     key = models.CharField(max_length=64, help_text="The step's id within its version.")
-    type = models.CharField(max_length=10)
+    type = models.CharField(max_length=20)
     position = models.PositiveIntegerField()
 
     class Meta:

@@ -1,5 +1,13 @@
-"""Journey writes: publishing and status changes, the event consumer, the scheduler's tick job,
-cancellation by key. The transitions themselves are engine.py's; here they are executed."""
+"""Journey writes: publishing and status changes, the event consumer, the scheduler's tick jobs,
+cancellation by key. The transitions themselves are engine.py's; here they are executed.
+
+Newer steps (see engine.py's docstring): a trigger event whose digest key matches a run
+collecting a digest of its journey joins that run (`_absorb`, before the re-entry rule, under
+the consumer's recipient lock); throttle counts are path rows counted under the recipient lock;
+webhook calls are made by `journeys_call_webhooks` (a task published when a run reaches the step,
+and the tick job for retries and anything missed), outside any transaction;
+profile updates go through apps/recipients/services.py's profile_validate/profile_apply.
+"""
 
 import json
 import logging
@@ -14,8 +22,9 @@ from django.db.models import Max, Q
 
 from apps.core import clock
 from apps.core.errors import Conflict, InvalidInput, NotFound
+from apps.core.queue import enqueue_on_commit
 from apps.journeys import definition as definitions
-from apps.journeys import engine
+from apps.journeys import engine, expressions
 from apps.journeys.models import Journey, JourneyRun, JourneyRunStep, JourneyStep, JourneyVersion
 from apps.messaging.models import Message, Priority
 
@@ -41,8 +50,12 @@ def template_published(tenant, key: str) -> bool:
 
 
 def journey_definition_errors(*, journey: Journey, definition: dict | None = None) -> dict[str, list[str]]:
-    return definitions.validate(journey.definition if definition is None else definition,
-                                template_published=lambda key: template_published(journey.tenant, key))
+    from apps.segments.models import Segment
+
+    return definitions.validate(
+        journey.definition if definition is None else definition,
+        template_published=lambda key: template_published(journey.tenant, key),
+        segment_exists=lambda key: Segment.objects.filter(tenant=journey.tenant, key=key).exists())
 
 
 def journey_publish(*, journey: Journey) -> JourneyVersion:
@@ -56,7 +69,7 @@ def journey_publish(*, journey: Journey) -> JourneyVersion:
         journey.versions.filter(is_current=True).update(is_current=False)
         version = JourneyVersion.objects.create(
             tenant=journey.tenant, journey=journey, number=number, definition=journey.definition,
-            trigger_event=journey.definition["trigger"]["event"].strip(), is_current=True)
+            trigger_event=definitions.trigger_key(journey.definition), is_current=True)
         JourneyStep.objects.bulk_create([
             JourneyStep(version=version, key=step["id"], type=step["type"], position=i)
             for i, step in enumerate(journey.definition["steps"])])
@@ -144,6 +157,8 @@ class _Batch:
     zones: dict = field(default_factory=dict)
     categories: dict = field(default_factory=dict)  # (tenant id, template key) → its category
     stopped: set[int] = field(default_factory=set)  # runs ended from outside: their unsent messages go
+    locked: set[int] = field(default_factory=set)  # recipients this transaction holds locked
+    skip_locked: bool = False  # a recipient another transaction holds: leave its run for later
 
     def facts(self, run: JourneyRun) -> engine.Facts:
         from apps.content.services import recipient_profile
@@ -155,8 +170,12 @@ class _Batch:
                             timezone=recipient.timezone or self.zones[run.tenant_id])
 
     def flush(self) -> None:
+        from apps.journeys.tasks import call_webhooks
         from apps.messaging.services import message_create_many
 
+        if any(run.wait_event.startswith(engine.WEBHOOK_PENDING) and run.due_at and run.due_at <= self.now
+               for run in self.runs.values()):
+            enqueue_on_commit(call_webhooks)
         _runs_update(list(self.runs.values()), self.now)
         _path_close(self.closed_path, self.now)
         _path_insert(list(self.new_path.values()))
@@ -240,14 +259,19 @@ def _advance(run: JourneyRun, batch: _Batch, transition) -> engine.Result:
     facts = batch.facts(run)
     result = transition(facts)
     if result.needs:
-        _load_facts(run, facts, result.needs)
+        if not _load_facts(run, facts, result.needs, batch):
+            return engine.Result(_state(run), changed=False)
         result = transition(facts)
+    if any(isinstance(e, engine.UpdateProfile) for e in result.effects) and not _recipient_lock(
+            run.recipient_id, batch):
+        return engine.Result(_state(run), changed=False)
     if result.changed:
         _apply(run, result, batch)
     return result
 
 
-def _load_facts(run: JourneyRun, facts: engine.Facts, needs: set[str]) -> None:
+def _load_facts(run: JourneyRun, facts: engine.Facts, needs: set[str], batch: _Batch) -> bool:
+    """Load what the engine asked for; False when the recipient's lock could not be had."""
     from apps.events.models import Event
 
     facts.history = dict(facts.history or {})
@@ -261,6 +285,43 @@ def _load_facts(run: JourneyRun, facts: engine.Facts, needs: set[str]) -> None:
         facts.messages = {key: {"status": status, "id": pk} for pk, key, status in
                           Message.objects.filter(tenant_id=run.tenant_id, journey_run_id=run.pk)
                           .order_by("id").values_list("id", "journey_step__key", "status")}
+    throttles = [need.split(":", 2)[1:] for need in needs if need.startswith("throttle:")]
+    if throttles and not _recipient_lock(run.recipient_id, batch):
+        return False
+    facts.throttles = dict(facts.throttles or {})
+    for step_key, key in throttles:
+        facts.throttles[(step_key, key)] = _throttle_passes(run, step_key, key, batch)
+    return True
+
+
+def _recipient_lock(recipient_id: int, batch: _Batch) -> bool:
+    """Throttle counts and profile updates are made under the recipient's lock (as the consumer
+    takes it), so two transactions never both let a run pass. The tick, which holds runs locked,
+    skips a recipient locked elsewhere (its run stays due) rather than wait: no lock cycle with
+    a consumer, which locks recipients before runs."""
+    from apps.recipients.models import Recipient
+
+    if recipient_id not in batch.locked:
+        rows = Recipient.objects.select_for_update(skip_locked=batch.skip_locked).filter(pk=recipient_id)
+        if not list(rows.values_list("pk", flat=True)):
+            return False
+        batch.locked.add(recipient_id)
+    return True
+
+
+def _throttle_passes(run: JourneyRun, step_key: str, key: str, batch: _Batch) -> int:
+    """Runs of the journey (any version) of this recipient that passed the throttle step with
+    this key within its window: committed path rows, and this batch's not yet written."""
+    step = next(s for s in _version(run.version_id).definition["steps"] if s["id"] == step_key)
+    since = batch.now - timedelta(seconds=definitions.parse_duration(step["window"]))
+    reason = engine.throttle_reason(key)
+    written = JourneyRunStep.objects.filter(
+        run__tenant_id=run.tenant_id, run__recipient_id=run.recipient_id, run__journey_id=run.journey_id,
+        step__key=step_key, outcome="passed", reason=reason, entered_at__gt=since).count()
+    pending = sum(1 for (_, key_), row in batch.new_path.items() if key_ == step_key
+                  and row.run.recipient_id == run.recipient_id and row.run.journey_id == run.journey_id
+                  and row.outcome == "passed" and row.reason == reason)
+    return written + pending
 
 
 def _apply(run: JourneyRun, result: engine.Result, batch: _Batch) -> None:
@@ -283,6 +344,21 @@ def _apply(run: JourneyRun, result: engine.Result, batch: _Batch) -> None:
                 batch.closed_path.append((run.pk, steps[effect.step], effect.outcome, effect.reason[:300]))
         elif isinstance(effect, engine.Send):
             batch.messages.append(_message(run, effect, steps[effect.step], batch))
+        elif isinstance(effect, engine.UpdateProfile):
+            _profile_update(run, effect, batch)
+
+
+def _profile_update(run: JourneyRun, update: engine.UpdateProfile, batch: _Batch) -> None:
+    """As an API profile update: attributes merge, None removes one; once committed, segments
+    re-evaluate the recipient (SIGNALBOX_PROFILE_CONSUMERS)."""
+    from apps.recipients.services import profile_apply, profile_validate, profiles_changed
+
+    recipient = batch.recipients.get(run.recipient_id) or run.recipient
+    if profile_apply(recipient, profile_validate({"attributes": update.attributes})):
+        recipient.updated_at = batch.now
+        recipient.save(update_fields=["attributes", "updated_at"])
+        transaction.on_commit(lambda: profiles_changed(tenant_id=run.tenant_id, recipient_ids=[recipient.pk]))
+    batch.recipients[run.recipient_id] = recipient
 
 
 def _template_category(run: JourneyRun, key: str, batch: _Batch) -> str:
@@ -304,7 +380,7 @@ def _message(run: JourneyRun, send: engine.Send, step_pk: int, batch: _Batch) ->
         tenant_id=run.tenant_id, recipient_id=run.recipient_id, channels=list(send.channels),
         category=category, priority=send.priority or Priority.NORMAL, source=Message.Source.JOURNEY,
         event_id=trigger.get("id"), journey_run=run, journey_step_id=step_pk, template_key=send.template,
-        data={**trigger.get("properties", {}), "trigger": trigger, "events": run.context.get("events", {})},
+        data=expressions.template_data(run.context),
         dedupe_key=f"run:{run.pk}:{send.dedupe_key_suffix}")
 
 
@@ -356,8 +432,9 @@ def _advance_due_batch(batch_size: int) -> int:
     with transaction.atomic():
         runs = list(JourneyRun.objects.select_for_update(skip_locked=True, of=("self",))
                     .filter(due_at__lte=now, journey__status=Journey.Status.ACTIVE)
+                    .exclude(wait_event__startswith=engine.WEBHOOK_PENDING)
                     .select_related("tenant", "recipient").order_by("due_at")[:batch_size])
-        batch = _Batch(now=now)
+        batch = _Batch(now=now, skip_locked=True)
         for run in runs:
             definition = _version(run.version_id).definition
             _advance(run, batch, lambda facts, run=run, d=definition: engine.on_due(d, _state(run), facts))
@@ -391,7 +468,7 @@ def journeys_consume(*, events: list) -> None:
     recipients |= Recipient.objects.select_related("tenant").in_bulk(
         {e.recipient_id for e in events} - recipients.keys())
     runs = runs_for_events(events=events, now=now)
-    batch = _Batch(now=now, recipients=recipients)
+    batch = _Batch(now=now, recipients=recipients, locked=set(entering))
     for event in events:
         data = engine.event_data(event_id=event.pk, name=event.name, properties=event.properties,
                                  occurred_at=event.occurred_at)
@@ -399,6 +476,8 @@ def journeys_consume(*, events: list) -> None:
         for run in recipient_runs:
             _event_reaches_run(run, event, data, batch)
         for version in triggers.get((event.tenant_id, event.name), []):
+            if _absorb(version, data, recipient_runs, batch):
+                continue
             run = _enter(version, event, data, recipients[event.recipient_id], recipient_runs, batch)
             if run is not None:
                 recipient_runs.append(run)
@@ -435,6 +514,23 @@ def _event_reaches_run(run: JourneyRun, event, data: dict, batch: _Batch) -> Non
         run.save(update_fields=["converted_at"])
 
 
+def _absorb(version: JourneyVersion, data: dict, recipient_runs: list, batch: _Batch) -> bool:
+    """A trigger of a journey whose run collects a digest with the same key joins that run."""
+    for run in recipient_runs:
+        if run.journey_id != version.journey_id or run.status != engine.ACTIVE or "batch" not in run.context:
+            continue
+        definition = _version(run.version_id).definition
+        facts = batch.facts(run)
+        key = engine.digest_key(definition, _state(run), data, facts)
+        if key is None or key != run.context["batch"]["key"]:
+            continue
+        if not engine.trigger_matches(version.definition, data, facts):
+            return False
+        _advance(run, batch, lambda facts, run=run, d=definition: engine.absorb(d, _state(run), data, facts))
+        return True
+    return False
+
+
 def _enter(version: JourneyVersion, event, data: dict, recipient, recipient_runs: list, batch: _Batch
            ) -> JourneyRun | None:
     definition = version.definition
@@ -469,6 +565,57 @@ def _may_enter(reentry: dict, previous: list[JourneyRun], journey_id: int, recip
     return not recent and not any(r.entered_at > cutoff for r in previous)
 
 
+# --- Segments ------------------------------------------------------------------------------------
+
+def journeys_segment_changed(*, tenant_id: int, segment_key: str, joined: list[int], left: list[int]) -> None:
+    """SIGNALBOX_SEGMENT_CONSUMERS entry: recipients joined or left a segment. The active journeys
+    it triggers (`"trigger": {"segment": key}`; one indexed query, and nothing more when there is
+    none) start runs for those who joined — same trigger conditions and re-entry rules as an
+    event, the trigger being {"name": "segment:<key>", "properties": {"segment": key}} — and with
+    `exit_on_leave` end the live runs of those who left."""
+    versions = list(JourneyVersion.objects.filter(
+        tenant_id=tenant_id, is_current=True, journey__status=Journey.Status.ACTIVE,
+        trigger_event=f"{definitions.SEGMENT_TRIGGER}{segment_key}").select_related("journey"))
+    if not versions:
+        return
+    from apps.recipients.models import Recipient
+
+    now = clock.now()
+    leaving = [v.journey_id for v in versions if v.definition["trigger"].get("exit_on_leave")]
+    if left and leaving:
+        runs = list(JourneyRun.objects.select_for_update(of=("self",)).select_related("tenant").filter(
+            tenant_id=tenant_id, recipient_id__in=left, journey_id__in=leaving, status__in=engine.LIVE)
+            .order_by("id"))
+        _end_runs(runs, engine.EXITED, f"Left segment {segment_key}")
+    if not joined:
+        return
+    recipients = {r.pk: r for r in Recipient.objects.select_for_update().select_related("tenant")
+                  .filter(tenant_id=tenant_id, id__in=joined).order_by("id")}
+    runs = defaultdict(list)
+    for run in JourneyRun.objects.filter(tenant_id=tenant_id, recipient_id__in=joined,
+                                         journey_id__in=[v.journey_id for v in versions]).filter(
+            Q(status__in=engine.LIVE) | Q(entered_at__gte=now - GOAL_WINDOW_MAX)):
+        runs[run.recipient_id].append(run)
+    batch = _Batch(now=now, recipients=recipients)
+    data = {**engine.event_data(event_id=None, name=f"{definitions.SEGMENT_TRIGGER}{segment_key}",
+                                properties={"segment": segment_key}, occurred_at=now), "segment": segment_key}
+    entry = _SegmentEntry()
+    for rid in joined:
+        if rid not in recipients:
+            continue
+        for version in versions:
+            run = _enter(version, entry, data, recipients[rid], runs[rid], batch)
+            if run is not None:
+                runs[rid].append(run)
+    batch.flush()
+
+
+class _SegmentEntry:
+    """What `_enter` reads of the event that starts a run, for an entry by segment."""
+
+    cancellation_key = ""
+
+
 # --- Cancellation ---------------------------------------------------------------------------------
 
 def journey_runs_cancel(*, tenant, cancellation_key: str, recipient=None) -> int:
@@ -483,3 +630,86 @@ def journey_runs_cancel(*, tenant, cancellation_key: str, recipient=None) -> int
         runs = list(runs)
         _end_runs(runs, engine.CANCELLED, f"Cancelled by key {cancellation_key}")
     return len(runs)
+
+
+# --- Webhook steps ------------------------------------------------------------------------------
+
+# A claimed call is not claimed again for this long (the longest timeout, and some): a tick
+# killed mid-call leaves the run to the tick after that (the call may then be made twice; the
+# Idempotency-Key header lets the endpoint tell).
+WEBHOOK_LEASE = timedelta(seconds=definitions.MAX_WEBHOOK_TIMEOUT + 30)
+WEBHOOK_BATCH = 20
+
+
+def journeys_call_webhooks(*, budget_seconds: float = DUE_BUDGET_SECONDS) -> int:
+    """Tick job: make the webhook calls of runs parked at a webhook step and due (new ones, and
+    retries after their back-off): claimed (a lease on due_at) in one short transaction, called
+    with no transaction open, answered through engine.on_webhook in another."""
+    started, total = walltime.monotonic(), 0
+    while walltime.monotonic() - started < budget_seconds:
+        claimed = _webhooks_claim()
+        for run_id, pending in claimed:
+            _webhook_call(run_id, pending)
+        total += len(claimed)
+        if len(claimed) < WEBHOOK_BATCH:
+            break
+    return total
+
+
+def _webhooks_claim() -> list[tuple[int, dict]]:
+    now = clock.now()
+    with transaction.atomic():
+        rows = list(JourneyRun.objects.select_for_update(skip_locked=True, of=("self",))
+                    .filter(due_at__lte=now, status=engine.ACTIVE, journey__status=Journey.Status.ACTIVE,
+                            wait_event__startswith=engine.WEBHOOK_PENDING)
+                    .order_by("due_at").values_list("pk", "context")[:WEBHOOK_BATCH])
+        JourneyRun.objects.filter(pk__in=[pk for pk, _ in rows]).update(due_at=now + WEBHOOK_LEASE)
+    return [(pk, context.get("pending_webhook")) for pk, context in rows]
+
+
+def _webhook_call(run_id: int, pending: dict) -> None:
+    run = JourneyRun.objects.select_related("tenant", "recipient").get(pk=run_id)
+    definition = _version(run.version_id).definition
+    try:
+        request = engine.webhook_request(definition, _state(run), _Batch(now=clock.now()).facts(run))
+    except expressions.ExpressionError as error:
+        answer = engine.WebhookAnswer(None, error=f"Liquid: {error}")
+    else:
+        visit = run.context.get("visits", {}).get(pending["step"], 1)
+        request["headers"].setdefault("Idempotency-Key", f"run:{run.pk}:{pending['step']}:{visit}")
+        answer = webhook_answer(request, attempts=pending["attempts"] + 1)
+    with transaction.atomic():
+        run = JourneyRun.objects.select_for_update(of=("self",)).select_related("tenant", "recipient").get(
+            pk=run_id)
+        if run.context.get("pending_webhook") != pending:  # ended, or answered by another tick
+            return
+        batch = _Batch(now=clock.now(), skip_locked=True)
+        _advance(run, batch, lambda facts: engine.on_webhook(definition, _state(run), answer, facts))
+        batch.flush()
+
+
+def webhook_answer(request: dict, *, attempts: int) -> engine.WebhookAnswer:
+    """Make the call through the one safe client and classify the answer as the webhook channel
+    does: 2xx success; 408, 429, 5xx and transport failures retried with the messages' back-off
+    (pipeline.retry_delay) up to SIGNALBOX_MESSAGE_MAX_ATTEMPTS calls; other answers final."""
+    from apps.delivery.http import BlockedAddress, HttpError, safe_request
+    from apps.delivery.providers.base import classify
+    from apps.messaging.pipeline import retry_delay
+
+    try:
+        response = safe_request(request["method"], request["url"], body=request["body"],
+                                headers=request["headers"], timeout=request["timeout"])
+    except BlockedAddress as error:
+        return engine.WebhookAnswer(None, error=str(error))
+    except HttpError as error:
+        return engine.WebhookAnswer(None, error=str(error), retry_in=retry_delay(attempts, None))
+    text = response.body.decode(errors="replace")
+    try:
+        body = json.loads(text) if text.strip() else None
+    except ValueError:
+        body = text
+    problem = classify(response.status, text[:500], response.headers.get("Retry-After"))
+    if problem is None:
+        return engine.WebhookAnswer(response.status, body)
+    retry_in = None if problem.permanent else retry_delay(attempts, problem.retry_after)
+    return engine.WebhookAnswer(response.status, body, error=f"HTTP {response.status}", retry_in=retry_in)

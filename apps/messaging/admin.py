@@ -35,7 +35,7 @@ class MessageAdmin(BigTableAdmin):
     list_filter = ["status", "channel"]
     search_fields = ["id"]  # shows the box; get_search_results does the work
     search_help_text = "Message id, or a recipient's external id."
-    raw_id_fields = ["recipient", "event", "template_version", "journey_run", "journey_step"]
+    raw_id_fields = ["recipient", "event", "template_version", "journey_run", "journey_step", "broadcast"]
     inlines = [TimelineInline, AttemptInline]
     fieldsets = [
         (None, {"fields": ["tenant", "recipient", "status", "channels", "channel", "category",
@@ -43,7 +43,7 @@ class MessageAdmin(BigTableAdmin):
         ("Timing", {"fields": ["send_at", "expires_at", "sent_at", "attempts", "next_attempt_at"]}),
         ("Content", {"fields": ["template_key", "template_version", "content", "data", "rendered", "provider",
                                 "provider_message_id", "event", "journey_run", "journey_step",
-                                "broadcast_id"]}),
+                                "broadcast"]}),
     ]
 
     def get_search_results(self, request, queryset, search_term):

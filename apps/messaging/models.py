@@ -72,7 +72,8 @@ class Message(TenantScopedModel):
                                     related_name="messages")
     journey_step = models.ForeignKey("journeys.JourneyStep", null=True, blank=True,
                                      on_delete=models.SET_NULL, related_name="messages")
-    broadcast_id = models.BigIntegerField(null=True, blank=True)
+    broadcast = models.ForeignKey("broadcasts.Broadcast", null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="messages", db_index=False)
     template_key = models.CharField(max_length=100, blank=True)
     template_version = models.ForeignKey(
         "content.TemplateVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
@@ -102,9 +103,15 @@ class Message(TenantScopedModel):
             models.Index(fields=["tenant", "category"], name="message_tenant_category"),
             # Frequency caps count a recipient's messages in a rolling window (apps.policy).
             models.Index(fields=["tenant", "recipient", "sent_at"], name="message_recipient_sent_at"),
+            # Providers' reports (bounces, deliveries) name the message by the id they gave it.
+            models.Index(fields=["provider_message_id"], name="message_provider_message_id",
+                         condition=~models.Q(provider_message_id="")),
             # What the scheduler and sweeper look for.
             models.Index(fields=["next_attempt_at"], name="message_due",
                          condition=models.Q(status__in=["scheduled", "queued", "sending"])),
+            # A broadcast's progress (GROUP BY status), pause, resume and cancel.
+            models.Index(fields=["broadcast", "status"], name="message_broadcast_status",
+                         condition=models.Q(broadcast__isnull=False)),
         ]
 
     def __str__(self) -> str:

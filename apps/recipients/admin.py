@@ -26,6 +26,12 @@ class RecipientAdmin(TenantScopedAdmin):
 
     LATEST_EVENTS = 20
 
+    def save_model(self, request, obj, form, change):
+        from apps.recipients.services import profiles_changed
+
+        super().save_model(request, obj, form, change)
+        profiles_changed(tenant_id=obj.tenant_id, recipient_ids=[obj.pk])
+
     @admin.display(description="Aliases")
     def aliases(self, obj):
         return ", ".join(obj.aliases.values_list("alias", flat=True)) or "—"

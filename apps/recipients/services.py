@@ -2,10 +2,12 @@
 
 from collections.abc import Iterable, Mapping
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models.functions import Coalesce
+from django.utils.module_loading import import_string
 
 from apps.core import clock
 from apps.core.errors import InvalidInput
@@ -15,6 +17,15 @@ from apps.recipients.models import Recipient, RecipientAlias
 from apps.recipients.validators import normalize_phone
 
 PROFILE_FIELDS = ("email", "phone", "locale", "timezone")
+
+
+def profiles_changed(*, tenant_id: int, recipient_ids: Iterable[int], history_changed: bool = False) -> None:
+    """Tell each SIGNALBOX_PROFILE_CONSUMERS entry (segments) that these recipients were created
+    or their profile changed (and, with `history_changed`, their events: a merge, an erasure)."""
+    ids = sorted(set(recipient_ids))
+    if ids:
+        for path in settings.SIGNALBOX_PROFILE_CONSUMERS:
+            import_string(path)(tenant_id=tenant_id, recipient_ids=ids, history_changed=history_changed)
 
 
 def _email(value: str) -> str:
@@ -98,11 +109,14 @@ def recipient_upsert(*, tenant, external_id: str, profile: Mapping) -> tuple[Rec
         recipient = Recipient.objects.select_for_update().get(pk=recipient.merged_into_id)
     if profile_apply(recipient, profile) or created:
         recipient.save()
+        profiles_changed(tenant_id=recipient.tenant_id, recipient_ids=[recipient.pk])
     return recipient, created
 
 
-def recipients_apply_profiles(*, tenant, profiles: Mapping[int, Mapping]) -> None:
-    """Apply validated profiles to many recipients (recipient id → profile) in two queries."""
+def recipients_apply_profiles(*, tenant, profiles: Mapping[int, Mapping], notify: bool = True) -> None:
+    """Apply validated profiles to many recipients (recipient id → profile) in two queries.
+    `notify=False`: the caller's events will tell the segments (their consumer re-evaluates
+    every recipient of a batch), so the request path skips it."""
     if not profiles:
         return
     changed, now = [], clock.now()
@@ -111,10 +125,13 @@ def recipients_apply_profiles(*, tenant, profiles: Mapping[int, Mapping]) -> Non
             recipient.updated_at = now
             changed.append(recipient)
     Recipient.objects.bulk_update(changed, [*PROFILE_FIELDS, "attributes", "updated_at"])
+    if notify:
+        profiles_changed(tenant_id=tenant.pk, recipient_ids=[r.pk for r in changed])
 
 
-def recipients_resolve_many(*, tenant, external_ids: Iterable[str]) -> dict[str, int]:
-    """external_id → recipient id for each id, creating those that do not exist (2–3 queries)."""
+def recipients_resolve_many(*, tenant, external_ids: Iterable[str], notify: bool = True) -> dict[str, int]:
+    """external_id → recipient id for each id, creating those that do not exist (2–3 queries).
+    `notify`: as for recipients_apply_profiles."""
     wanted = set(external_ids)
     if not wanted:
         return {}
@@ -134,11 +151,14 @@ def recipients_resolve_many(*, tenant, external_ids: Iterable[str]) -> dict[str,
             [Recipient(tenant=tenant, external_id=ext, created_at=now, updated_at=now) for ext in missing],
             ignore_conflicts=True,
         )
-        found |= lookup(missing)
+        created = lookup(missing)
+        found |= created
+        if notify:
+            profiles_changed(tenant_id=tenant.pk, recipient_ids=created.values())
     return found
 
 
-def aliases_resolve_many(*, tenant, aliases: Iterable[str]) -> dict[str, int]:
+def aliases_resolve_many(*, tenant, aliases: Iterable[str], notify: bool = True) -> dict[str, int]:
     """alias (e.g. Segment anonymousId) → recipient id, creating anonymous recipients as needed."""
     wanted = set(aliases)
     if not wanted:
@@ -162,6 +182,8 @@ def aliases_resolve_many(*, tenant, aliases: Iterable[str]) -> dict[str, int]:
             ignore_conflicts=True,
         )
         found |= lookup(missing)
+        if notify:
+            profiles_changed(tenant_id=tenant.pk, recipient_ids=[r.pk for r in anonymous])
     return found
 
 
@@ -210,6 +232,8 @@ def recipient_merge(*, source: Recipient, target: Recipient) -> None:
     target.save()
     source.merged_into = target
     source.save(update_fields=["merged_into"])
+    # Events moved too: history segments are part of what a merge changes.
+    profiles_changed(tenant_id=target.tenant_id, recipient_ids=[source.pk, target.pk], history_changed=True)
 
 
 @transaction.atomic
@@ -228,3 +252,4 @@ def recipient_erase(*, recipient: Recipient) -> None:
     recipient.attributes = {}
     recipient.erased_at = clock.now()
     recipient.save()
+    profiles_changed(tenant_id=recipient.tenant_id, recipient_ids=[recipient.pk], history_changed=True)

@@ -25,6 +25,9 @@ CONTENT_EDIT = [
 ]
 JOURNEYS_EDIT = [*_perms("journeys", "view add change", "journey"), "journeys.view_journeyrun"]
 JOURNEYS_VIEW = ["journeys.view_journey", "journeys.view_journeyrun"]
+SEGMENTS_EDIT = _perms("segments", "view add change delete", "segment")
+# Broadcasts: create, start, pause, resume, cancel (all "change"); a draft may be deleted.
+BROADCASTS_EDIT = _perms("broadcasts", "view add change delete", "broadcast")
 CONTENT_VIEW = _perms("content", "view", "template", "templatelocale", "templateversion", "layout",
                       "partial", "brand", "historicaltemplate")
 
@@ -38,11 +41,15 @@ POLICY_VIEW = _perms("policy", "view", "category", "policysettings", "suppressed
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Edit content and journeys; look up recipients for previews.
     Role.MARKETER: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event", *CONTENT_EDIT,
-                    *_perms("policy", "view add change", "category"), *POLICY_VIEW, *JOURNEYS_EDIT],
+                    *_perms("policy", "view add change", "category"), *POLICY_VIEW, *JOURNEYS_EDIT,
+                    *SEGMENTS_EDIT,
+                    # A broadcast's messages are linked from its page.
+                    *BROADCASTS_EDIT, "messaging.view_message", "messaging.view_statusevent"],
     # Read recipients, messages and templates; change nothing.
     Role.SUPPORT: ["tenants.view_tenant", "recipients.view_recipient", "events.view_event",
                    "messaging.view_message", "messaging.view_statusevent", "messaging.view_attempt",
-                   *CONTENT_VIEW, *POLICY_VIEW, "policy.delete_suppressedaddress", *JOURNEYS_VIEW],
+                   *CONTENT_VIEW, *POLICY_VIEW, "policy.delete_suppressedaddress", *JOURNEYS_VIEW,
+                   "segments.view_segment", "broadcasts.view_broadcast"],
     # Everything in their tenants: sub-tenants, staff memberships, API keys, recipients.
     Role.TENANT_ADMIN: [
         "tenants.view_tenant", "tenants.add_tenant", "tenants.change_tenant",
@@ -58,7 +65,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         # Approve or reject what Marketers publish, and decide whether that is needed (brand).
         *CONTENT_VIEW, "content.approve_templateversion", "content.add_brand", "content.change_brand",
         *POLICY_EDIT,
-        *JOURNEYS_VIEW,
+        *JOURNEYS_VIEW, "broadcasts.view_broadcast",
     ],
 }
 

@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "apps.messaging",
     "apps.delivery",
     "apps.policy",
+    "apps.segments",
+    "apps.broadcasts",
     "apps.api",
 ]
 
@@ -216,6 +218,9 @@ CELERY_TASK_ROUTES = {
     "core.*": {"queue": "scheduler"},
     "events.*": {"queue": "events"},
     "messaging.*": {"queue": "delivery"},
+    "segments.*": {"queue": "default"},
+    "journeys.*": {"queue": "default"},
+    "broadcasts.*": {"queue": "default"},
 }
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
@@ -249,13 +254,36 @@ SIGNALBOX_TICK_JOBS = [
     "apps.messaging.services.messages_rescue_stuck",
     # Delays ending, waits timing out (apps/journeys/services.py).
     "apps.journeys.services.journeys_advance_due",
+    # Webhook steps' HTTP calls, outside any transaction.
+    "apps.journeys.services.journeys_call_webhooks",
+    # Segments whose members drift with time (within_last_days), and stalled recomputes.
+    "apps.segments.services.segments_recompute_due",
+    # Scheduled broadcasts starting, stalled fan-outs going on, finished ones completed.
+    "apps.broadcasts.services.broadcasts_tick",
 ]
 # Services called with every batch of committed events (`events=[Event, …]`): the journey
 # engine plugs in here; policy sets and clears recipients' flags (docs/policy.md).
 SIGNALBOX_EVENT_CONSUMERS: list[str] = ["apps.policy.services.flags_from_events",
+                                        "apps.segments.services.segments_consume",
                                         "apps.journeys.services.journeys_consume"]
+# Called with (tenant_id=, recipient_ids=) when recipients are created or their profile changes,
+# is merged or erased (apps/recipients/services.py): segments re-evaluate their profile tests.
+SIGNALBOX_PROFILE_CONSUMERS: list[str] = ["apps.segments.services.segments_profiles_changed"]
+# Called with (tenant_id=, segment_key=, joined=[ids], left=[ids]) when members join or leave a
+# segment (docs/segments.md): journeys triggered by the segment start and end runs.
+SIGNALBOX_SEGMENT_CONSUMERS: list[str] = ["apps.journeys.services.journeys_segment_changed"]
+# Recipients per transaction of a segment's full recompute.
+SIGNALBOX_SEGMENT_CHUNK = read("SIGNALBOX_SEGMENT_CHUNK", env.int, default=5000)
+# Segments with time-relative conditions (within_last_days) are recomputed this often (the tick).
+SIGNALBOX_SEGMENT_RECOMPUTE_MINUTES = read("SIGNALBOX_SEGMENT_RECOMPUTE_MINUTES", env.int, default=15)
 # Journey runs advanced per transaction by the tick job journeys_advance_due (SKIP LOCKED batches).
 SIGNALBOX_JOURNEY_DUE_BATCH = read("SIGNALBOX_JOURNEY_DUE_BATCH", env.int, default=500)
+# Broadcasts (docs/broadcasts.md): recipients per fan-out page (one transaction, one
+# message_create_many); a sending broadcast whose fan-out has not moved for this long is picked up
+# by the tick; progress counts are cached this long.
+SIGNALBOX_BROADCAST_PAGE = read("SIGNALBOX_BROADCAST_PAGE", env.int, default=2000)
+SIGNALBOX_BROADCAST_STALL_SECONDS = read("SIGNALBOX_BROADCAST_STALL_SECONDS", env.int, default=60)
+SIGNALBOX_BROADCAST_PROGRESS_SECONDS = 3
 # An event still unprocessed this long after it was received is re-enqueued by the tick.
 SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS = read("SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS", env.int, default=60)
 # Delivery: attempts before a message fails; exponential back-off with full jitter between them.

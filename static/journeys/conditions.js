@@ -204,15 +204,18 @@
     return fieldset;
   }
 
-  function datalist() {
+  function datalist(whole) {
     const list = el("datalist", { id: "sb-condition-paths" });
-    ["trigger.properties.", "event.properties.", "recipient.attributes.", "recipient.email", "history.",
-     "events.", "messages."].forEach((p) => list.append(el("option", { value: p })));
+    (whole ? ["recipient.attributes.", "recipient.email", "recipient.locale", "recipient.created_at", "history."]
+      : ["trigger.properties.", "event.properties.", "recipient.attributes.", "recipient.email", "history.",
+         "events.", "messages.", "webhooks.", "batch.count"]).forEach((p) => list.append(el("option", { value: p })));
     return list;
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    const textarea = document.getElementById("id_definition");
+    // A journey's definition holds conditions in several places; a segment's field is one condition.
+    const textarea = document.getElementById("id_definition") || document.getElementById("id_conditions");
+    const whole = textarea && textarea.id === "id_conditions";
     const operatorsScript = document.getElementById("sb-condition-operators");
     if (!textarea || !operatorsScript) return;
     const operators = JSON.parse(operatorsScript.textContent);
@@ -224,16 +227,17 @@
     function onEdit(slot, cond) {
       if (cond === undefined) delete slot.holder.conditions;
       else slot.holder.conditions = cond;
-      textarea.value = JSON.stringify(definition, null, 2);
+      textarea.value = JSON.stringify(whole ? (definition.conditions || {}) : definition, null, 2);
     }
 
     function render() {
-      editor.replaceChildren(el("h3", { text: "Conditions" }), datalist());
+      editor.replaceChildren(el("h3", { text: "Conditions" }), datalist(whole));
       try {
-        definition = JSON.parse(textarea.value);
+        definition = JSON.parse(textarea.value.trim() || "{}");
       } catch {
         definition = null;
       }
+      if (whole && isObject(definition)) definition = { conditions: definition };
       if (!isObject(definition)) {
         editor.append(el("p", { class: "help", text: "Fix the JSON below to edit its conditions here." }));
         return;
@@ -241,7 +245,8 @@
       editor.append(el("p", { class: "help", text:
         "Values are read as JSON when they are JSON (42, true, \"42\", {\"ref\": \"trigger.properties.x\"}), "
         + "else as text; for “is one of”, separate values with commas. Saved as the JSON below." }));
-      const found = slots(definition);
+      const found = whole ? [{ label: "Members: the recipients matching", path: "conditions", holder: definition }]
+        : slots(definition);
       if (!found.length) editor.append(el("p", { class: "help", text: "No trigger, wait or branch step yet." }));
       found.forEach((slot) => editor.append(renderSlot(slot, operators, errors, onEdit)));
     }

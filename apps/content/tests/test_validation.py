@@ -27,7 +27,7 @@ def test_unknown_filter_variable_and_partial():
     assert liquid_errors("a\n{{ data.total | monee }}", partials={}) == [
         "Line 2, column 17: unknown filter 'monee'"]
     assert liquid_errors("{{ reciepient.name }}", partials={}) == [
-        "Line 1, column 4: unknown variable 'reciepient' (use recipient, data, tenant, message)"]
+        "Line 1, column 4: unknown variable 'reciepient' (use recipient, data, tenant, message, batch)"]
     assert liquid_errors("x {% render 'fotter' %}", partials={"footer": "f"}) == [
         "Line 1, column 13: there is no partial named 'fotter'."]
     assert liquid_errors("{% for i in data.items %}{{ i.name | upcase }}{{ forloop.index }}{% endfor %}"

@@ -136,7 +136,8 @@ def test_condition_errors_reach_the_editor_by_path(client, marketer, tenant):
     assert response.status_code == 200
     assert response.context["condition_errors"] == {
         "trigger.conditions.any[0].field": [
-            "Give a field path starting with one of: trigger, event, recipient, events, messages, history."]}
+            "Give a field path starting with one of: trigger, event, recipient, events, messages, history, "
+            "webhooks, batch."]}
     assert '<script id="sb-condition-errors" type="application/json">' in response.content.decode()
 
 
@@ -145,3 +146,28 @@ def test_support_gets_no_conditions_editor(client, tenant):
     client.force_login(staff_member(tenant=tenant, role=Role.SUPPORT, username="sue"))
     page = client.get(reverse("admin:journeys_journey_change", args=[journey.pk])).content.decode()
     assert "sb-condition-operators" not in page
+
+
+def test_the_editor_checks_the_new_step_types_and_the_diagram_draws_them(client, marketer, tenant):
+    steps = [
+        {"id": "collect", "type": "digest", "key": "{{ data.thread_id", "window": "10m", "next": "limit"},
+        {"id": "limit", "type": "throttle", "limit": 3, "window": "1h", "next": "crm"},
+        {"id": "crm", "type": "webhook", "url": "https://crm.example/x", "body": {"id": "{{ recipient.id }}"},
+         "timeout": 60, "next": "tag", "on_failure": "mail"},
+        {"id": "tag", "type": "update_profile", "set": {"vip": "yes"}, "next": "mail"},
+        {"id": "mail", "type": "send", "template": "cart-mail", "channels": ["email"]}]
+    bad = {**ABANDONED_CART, "steps": steps}
+    response = client.post(reverse("admin:journeys_journey_add"), form(tenant, bad))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["definition"]
+    assert [e.split(":")[0] for e in errors] == ["steps.collect.key", "steps.crm.timeout"]
+    assert not Journey.objects.exists()
+
+    steps[0]["key"], steps[2]["timeout"] = "{{ data.thread_id }}", 5
+    response = client.post(reverse("admin:journeys_journey_add"), form(tenant, {**bad, "steps": steps}))
+    assert response.status_code == 302
+    change = reverse("admin:journeys_journey_change", args=[Journey.objects.get().pk])
+    page = client.get(change).content.decode()
+    for step in ("collect · digest", "limit · throttle", "crm · webhook", "tag · update_profile"):
+        assert step in page
+    assert 'class="failure-edge"' in page

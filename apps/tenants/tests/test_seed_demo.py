@@ -30,7 +30,7 @@ def test_seed_demo_is_idempotent_and_prints_working_credentials():
     first = seed()
     before = counts()
     second = seed()
-    assert counts() == before == (2, 3, 2, 4, 4, 4, 2)
+    assert counts() == before == (2, 3, 2, 4, 5, 5, 2)
     assert first == second
     assert first["tenant"] == "acme"
     assert services.api_key_authenticate(token=first["secret_key"]).kind == "secret"
@@ -41,7 +41,7 @@ def test_seed_demo_is_idempotent_and_prints_working_credentials():
 
 
 def test_demo_templates_are_published_and_render_for_both_tenants():
-    assert seed()["templates"] == ["welcome", "nudge", "tips", "cart-reminder"]
+    assert seed()["templates"] == ["welcome", "nudge", "tips", "cart-reminder", "comment-digest"]
     acme, europe = Tenant.objects.get(slug="acme"), Tenant.objects.get(slug="acme-eu")
     for key, spec in (("welcome", {}), ("cart-reminder", {"cart": {"items": [{"name": "Shoes", "price": 5,
                                                                             "quantity": 1}], "total": 5}})):

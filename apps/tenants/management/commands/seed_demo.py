@@ -1,6 +1,7 @@
 """Demo data for `make dev`: tenant Acme with a sub-tenant, one staff user per role, API keys,
 a few recipients, a brand (the sub-tenant overrides its colours), a layout, partials and published
-templates (apps/content/demo.py), two active journeys (apps/journeys/demo.py). Idempotent: a second
+templates (apps/content/demo.py), three active journeys (apps/journeys/demo.py), two computed segments
+(apps/segments/demo.py). Idempotent: a second
 run finds everything and prints the same credentials (they are derived from SECRET_KEY, so nothing
 secret is written to disk)."""
 
@@ -18,6 +19,7 @@ from apps.delivery.models import ProviderConfig
 from apps.journeys.demo import demo_journeys_seed
 from apps.policy.demo import demo_policy_seed
 from apps.recipients.models import Recipient
+from apps.segments.demo import demo_segments_seed
 from apps.tenants import services
 from apps.tenants.models import ApiKey, Membership, Role, Tenant
 
@@ -73,9 +75,10 @@ class Command(BaseCommand):
         templates = demo_content_seed(tenant=acme, child=acme_eu)
         categories = demo_policy_seed(tenant=acme)
         journeys = demo_journeys_seed(tenant=acme)
+        segments = demo_segments_seed(tenant=acme)
         result = {"tenant": acme.slug, "secret_key": secret_key, "write_key": write_key,
                   "users": users, "templates": templates, "categories": categories,
-                  "journeys": journeys}
+                  "journeys": journeys, "segments": segments}
         self.stdout.write(json.dumps(result, indent=2) if options["json"] else self._text(result))
 
     def _user(self, username: str, role: str, tenant: Tenant) -> str:
@@ -114,4 +117,6 @@ class Command(BaseCommand):
             f"  Categories (Policy › Categories): {', '.join(result['categories'])}; quiet hours\n"
             "    21:00–08:00, at most 3 messages a day, no commercial within 2 h of billing/security\n"
             f"  Journeys (Journeys › Journeys, active): {', '.join(result['journeys'])}\n"
+            "  Segments (Segments › Segments): "
+            + ", ".join(f"{key} ({size} members)" for key, size in result["segments"].items()) + "\n"
         )

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BroadcastsConfig(AppConfig):
+    name = "apps.broadcasts"
+    label = "broadcasts"

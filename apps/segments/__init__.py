@@ -1,0 +1,1 @@
+"""Segments: audiences defined with the journeys' condition language, kept as membership rows."""
