@@ -31,6 +31,10 @@ TRANSITIONS: dict[str, set[str]] = {
     Status.DELIVERED: {Status.BOUNCED},
 }
 FINAL = {Status.FAILED, Status.CANCELLED, Status.SUPPRESSED, Status.EXPIRED, Status.BOUNCED}
+# What takes a slot under a frequency cap (apps.policy): `sent_at` is stamped when a message passes
+# the cap check (before the provider call), so a message still being sent counts; a failed one no
+# longer does.
+HOLDS_SLOT = [Status.SENDING, Status.SENT, Status.DELIVERED]
 
 
 class Priority(models.TextChoices):
@@ -101,8 +105,11 @@ class Message(TenantScopedModel):
             # A recipient's history, newest first (keyset pagination on id).
             models.Index("tenant", "recipient", models.F("id").desc(), name="message_recipient_history"),
             models.Index(fields=["tenant", "category"], name="message_tenant_category"),
-            # Frequency caps count a recipient's messages in a rolling window (apps.policy).
-            models.Index(fields=["tenant", "recipient", "sent_at"], name="message_recipient_sent_at"),
+            # Frequency caps and suppression rules count a recipient's messages that hold a slot
+            # (apps.policy COUNTED) in a rolling window: an index-only scan, hence the columns
+            # the count groups and filters by (INCLUDE is PostgreSQL's; elsewhere a plain index).
+            models.Index(fields=["tenant", "recipient", "sent_at"], include=["category", "channel", "id"],
+                         condition=models.Q(status__in=HOLDS_SLOT), name="message_slots"),
             # Providers' reports (bounces, deliveries) name the message by the id they gave it.
             models.Index(fields=["provider_message_id"], name="message_provider_message_id",
                          condition=~models.Q(provider_message_id="")),
