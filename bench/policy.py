@@ -7,7 +7,8 @@
 The worst ordinary case of docs/policy.md: a tenant with 7 categories, quiet hours (not now),
 caps of 10,000 a day and a week, on email and for marketing (so the counts run and pass), and
 10 suppression rules over the recipient's categories that all apply and none fires; a recipient
-with 1,000 messages sent in the last week. Measured per message, after the claim and before
+with 1,000 messages sent in the last week (and 200 others with the same, so that the table has a
+live one's size). Measured per message, after the claim and before
 rendering: loading the
 batch's policy data (PolicyBatch: tenant policy from the per-process cache, preferences and the
 suppression list), eligibility on two channels and timing (quiet hours, the recipient lock and
