@@ -89,15 +89,17 @@ def messages_send(*, message_ids: list[int]) -> dict[int, Outcome]:
     breakers = Breakers((message.tenant_id, config.pk) for message in messages
                         for configs in providers[message.pk].values() for config in configs)
     policy = PolicyBatch(messages, ADDRESS) if messages else None
-    outcomes, ready = {}, []
+    choices = {m.pk: eligibility(m, providers[m.pk], breakers, policy) for m in messages}
+    channels = {m.pk: route(m, choices[m.pk]) for m in messages}
+    # timing (quiet hours, rules, caps) for the batch at once: one transaction under the recipients' locks
+    held = policy.timing_many([(m, channels[m.pk]) for m in messages
+                               if channels[m.pk] is not None and not expired(m)]) if messages else {}
+    outcomes = {pk: Outcome(status) for pk, status in held.items() if status is not None}
+    ready = []
     for message in messages:
-        decisions = eligibility(message, providers[message.pk], breakers, policy)
-        channel = route(message, decisions)
-        if channel is not None and not expired(message):  # timing: quiet hours, caps
-            held = policy.timing(message, channel)
-            if held is not None:
-                outcomes[message.pk] = Outcome(held)
-                continue
+        if message.pk in outcomes:
+            continue
+        channel, decisions = channels[message.pk], choices[message.pk]
         # The common path: not expired, and the channel is the one requested (or tried) first.
         simple = not expired(message) and channel == (message.channel or message.channels[0])
         rendered = try_render(message, channel, decisions, policy) if simple else None

@@ -79,19 +79,29 @@ class PolicyBatch:
         """Quiet hours, flags, suppression rules, then caps, for `message` routed to `channel`.
         None: send now. Otherwise the message has been moved (scheduled or suppressed) with the
         reason in its timeline, and its new status is returned."""
-        policy = self.tenants[message.tenant_id]
-        category = self.category(message)
-        held = self._quiet_hours(message, policy, category) or self._flags(message, policy, category)
-        if held is not None:
-            return held
-        rules = [r for r in policy.rules
-                 if evaluation.rule_applies(rule=r, category=category, priority=message.priority)]
-        caps = [c for c in policy.caps if evaluation.cap_applies(
-            cap=c, category=category, channel=channel, priority=message.priority,
-            exempt_transactional=policy.caps_exempt_transactional)]
-        if not rules and not caps:
-            return None  # no query at all
-        return _locked_checks(message, policy, category, rules, caps, channel)
+        return self.timing_many([(message, channel)])[message.pk]
+
+    def timing_many(self, routed: list[tuple[Message, str]]) -> dict[int, str | None]:
+        """timing() for each (message, channel routed to), in order: message id → None or its
+        new status. The rules and caps of them all are decided in one transaction under their
+        recipients' locks (_locked_checks), each message counting those before it that pass."""
+        outcome, checks = {}, []
+        for message, channel in routed:
+            policy = self.tenants[message.tenant_id]
+            category = self.category(message)
+            outcome[message.pk] = (self._quiet_hours(message, policy, category)
+                                   or self._flags(message, policy, category))
+            rules = [r for r in policy.rules
+                     if evaluation.rule_applies(rule=r, category=category, priority=message.priority)]
+            caps = [c for c in policy.caps if evaluation.cap_applies(
+                cap=c, category=category, channel=channel, priority=message.priority,
+                exempt_transactional=policy.caps_exempt_transactional)]
+            if outcome[message.pk] is None:
+                checks.append(_Check(message, channel, policy, category, rules, caps))
+        if not any(check.rules or check.caps for check in checks):
+            return outcome  # no query at all
+        # All of them, so that a message the batch sends unchecked still counts for those after it.
+        return outcome | _locked_checks(checks)
 
     def _flags(self, message: Message, policy: TenantPolicy, category: Category) -> str | None:
         """A flag rule holding this category while a flag is set on the recipient."""
@@ -137,75 +147,105 @@ class PolicyBatch:
         return Status.SCHEDULED
 
 
-def _locked_checks(message: Message, policy: TenantPolicy, category: Category,
-                   rules: list[SuppressionRule], caps: list[Cap], channel: str) -> str | None:
-    """Suppression rules, then caps, under the recipient's row lock (SELECT … FOR UPDATE): two
+@dataclass
+class _Check:
+    """A message whose suppression rules and caps are decided under its recipient's lock."""
+
+    message: Message
+    channel: str
+    policy: TenantPolicy
+    category: Category
+    rules: list[SuppressionRule]
+    caps: list[Cap]
+
+
+def _locked_checks(checks: list[_Check]) -> dict[int, str | None]:
+    """Suppression rules, then caps, under the recipients' row locks (SELECT … FOR UPDATE): two
     workers deciding for one recipient are serialised, and a message that passes takes its slot
-    at once (sent_at and its channel are stamped), so the second one counts it. Rules and caps are
-    answered by one grouped aggregate over the recipient's recent messages (index on tenant,
-    recipient, sent_at)."""
+    at once (sent_at and its channel are stamped), so the next one counts it. Rules and caps are
+    answered by one grouped aggregate over the recipients' recent messages (the message_slots
+    index); within the batch each message that passes is added to its recipient's rows, so the
+    messages after it count it as a later worker would."""
     now = clock.now()
-    recent = _Recent(message, policy, rules, caps, now)
+    recent = _Recent(checks, now)
+    verdicts = {}
+
+    def decide(rows) -> list[tuple[int, str]]:
+        slots = recent.by_recipient(rows)
+        passed = []
+        for check in checks:
+            mine = slots.setdefault(check.message.recipient_id, [])
+            found = recent.found(check, mine)
+            rule, trigger_at = _first_rule_hit(check.rules, found, now)
+            verdict = None if rule is not None else evaluation.cap_verdict(
+                reached=[(cap, found[f"{_cap_name(cap)}:first"] + WINDOWS[cap.period])
+                         for cap in check.caps if found[_cap_name(cap)] >= cap.limit],
+                priority=check.message.priority)
+            verdicts[check.message.pk] = (found, rule, trigger_at, verdict)
+            if rule is None and verdict is None:
+                mine.append(recent.slot(check))
+                passed.append((check.message.pk, check.channel))
+        return passed
+
+    # Each message that passes takes its slot: its sent_at, and its channel so that channel caps count it.
+    passed = dict(_under_recipient_lock([c.message.recipient_id for c in checks], recent.sql, recent.params,
+                                        decide, now))
     outcome = {}
-
-    def decide(rows) -> bool:
-        found = recent.found(rows)
-        rule, trigger_at = _first_rule_hit(rules, found, now)
-        verdict = None if rule is not None else evaluation.cap_verdict(
-            reached=[(cap, found[f"{_cap_name(cap)}:first"] + WINDOWS[cap.period])
-                     for cap in caps if found[_cap_name(cap)] >= cap.limit],
-            priority=message.priority)
-        outcome.update(found=found, rule=rule, trigger_at=trigger_at, verdict=verdict)
-        return rule is None and verdict is None
-
-    # Takes its slot if it passes; the channel too, so that channel caps count it while it is sent.
-    stamp = (f"UPDATE {Message._meta.db_table} SET sent_at = %s, channel = %s WHERE id = %s",  # noqa: S608
-             [now, channel, message.pk])
-    if _under_recipient_lock(message, recent.sql, recent.params, decide, stamp):
-        return None
-    rule = outcome["rule"]
-    if rule is not None:
-        trigger = (_history(message).filter(category__in=rule.after_categories, sent_at=outcome["trigger_at"])
-                   .values("id", "category", "sent_at").first())  # only to name it: the rare path
-        return _rule_hit(message, category, rule, trigger)
-    return _cap_hit(message, policy, outcome["found"], *outcome["verdict"])
+    for check in checks:
+        message, (found, rule, trigger_at, verdict) = check.message, verdicts[check.message.pk]
+        if message.pk in passed:
+            outcome[message.pk] = None
+        elif rule is not None:
+            trigger = (_history(message).filter(category__in=rule.after_categories, sent_at=trigger_at)
+                       .values("id", "category", "sent_at").first())  # only to name it: the rare path
+            outcome[message.pk] = _rule_hit(message, check.category, rule, trigger)
+        else:
+            outcome[message.pk] = _cap_hit(message, check.policy, found, *verdict)
+    return outcome
 
 
-def _under_recipient_lock(message: Message, sql: str, params: list, decide, stamp: tuple[str, list]) -> bool:
-    """Lock the recipient's row, run `sql`, let `decide` judge its rows and, if it passes, run
-    `stamp`, all in one transaction; returns what `decide` said.
+def _under_recipient_lock(recipient_ids: list[int], sql: str, params: list, decide, now: datetime
+                          ) -> list[tuple[int, str]]:
+    """Lock the recipients' rows (in id order, so that batches never deadlock), run `sql`, let
+    `decide` judge its rows and stamp the messages it returns as (id, channel) with `now` and
+    that channel, all in one transaction; returns what `decide` returned.
 
     On PostgreSQL outside any transaction (as the pipeline calls it), in two round trips: `BEGIN`,
-    the lock and the query, then the stamp and `COMMIT`. Plain SQL, sent as one simple query each
+    the lock and the query, then the stamps and `COMMIT`. Plain SQL, sent as one simple query each
     (client-side binding, Django's default for psycopg 3), whose statements each take their own
-    snapshot — the query's is taken after the lock is granted, so it sees what the previous
+    snapshot — the query's is taken after the locks are granted, so it sees what the previous
     holder committed (apps/policy/tests/test_cap_race.py fails without the lock). Elsewhere (SQLite,
     or inside a caller's transaction) the same steps one statement at a time.
 
     The transaction commits asynchronously (`synchronous_commit = off`, for it alone): it holds
-    only the slot stamp, and waiting for its WAL flush cost more than the rest (0.37 of 1.23 ms
+    only the slot stamps, and waiting for its WAL flush cost more than the rest (0.37 of 1.23 ms
     here). Other sessions see it at once, as with any commit, so the lock still serialises the
     decisions; only a database crash within the WAL writer's delay (a few hundred ms) can lose
     stamps, and then those messages, left `sending`, are re-sent by the rescue like any message
     claimed before a crash, and may take their slot again."""
+    recipient_ids = sorted(set(recipient_ids))
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         with transaction.atomic(), connection.cursor() as cursor:
-            list(Recipient.objects.select_for_update().filter(pk=message.recipient_id).values_list("pk"))
+            list(Recipient.objects.select_for_update().filter(pk__in=recipient_ids).order_by("pk")
+                 .values_list("pk"))
             cursor.execute(sql, params)
             passed = decide(cursor.fetchall())
-            if passed:
-                cursor.execute(*stamp)
+            for pk, channel in passed:
+                Message.objects.filter(pk=pk).update(sent_at=now, channel=channel)
         return passed
-    lock = f"SELECT id FROM {Recipient._meta.db_table} WHERE id = %s FOR UPDATE"  # noqa: S608
+    table = Message._meta.db_table
+    lock = f"SELECT id FROM {Recipient._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"  # noqa: S608
+    stamp = (f"UPDATE {table} SET sent_at = %s, channel = s.channel "  # noqa: S608
+             f"FROM unnest(%s::bigint[], %s::text[]) AS s(id, channel) WHERE {table}.id = s.id; COMMIT")
     with connection.cursor() as cursor:
         try:
             cursor.execute(f"BEGIN; SET LOCAL synchronous_commit = off; {lock}; {sql}",
-                           [message.recipient_id, *params])
+                           [recipient_ids, *params])
             for _ in range(3):
                 cursor.nextset()
             passed = decide(cursor.fetchall())
             if passed:
-                cursor.execute(f"{stamp[0]}; COMMIT", stamp[1])
+                cursor.execute(stamp, [now, [pk for pk, _ in passed], [channel for _, channel in passed]])
             else:
                 cursor.execute("COMMIT")
         except BaseException:
@@ -237,49 +277,68 @@ def _cap_name(cap: Cap) -> str:
 
 
 class _Recent:
-    """The recipient's messages holding a slot, recently: one query grouped by (category, channel)
-    giving the latest send, and per cap period the count and the oldest. `found` turns its rows
-    into what the rules and caps ask: `after:<category>` (the latest send of a rule's trigger
-    category), `<cap name>` (the messages holding one of its slots) and `<cap name>:first` (the
-    oldest of them)."""
+    """The batch's recipients' messages holding a slot, recently: one query grouped by (recipient,
+    category, channel) giving the latest send, and per cap period the count and the oldest.
+    `found` turns a recipient's rows into what a message's rules and caps ask: `after:<category>`
+    (the latest send of a rule's trigger category), `<cap name>` (the messages holding one of its
+    slots) and `<cap name>:first` (the oldest of them)."""
 
-    def __init__(self, message: Message, policy: TenantPolicy, rules: list[SuppressionRule],
-                 caps: list[Cap], now: datetime):
-        self.caps, self.rules = caps, rules
-        self.periods = sorted({cap.period for cap in caps})
-        self.exempt = ({key for key, c in policy.categories.items() if c.kind == Kind.TRANSACTIONAL}
-                       if policy.caps_exempt_transactional else set())
-        spans = [timedelta(minutes=r.window_minutes) for r in rules] + [WINDOWS[p] for p in self.periods]
-        columns, params = ["category", "channel", "MAX(sent_at)"], []
+    def __init__(self, checks: list[_Check], now: datetime):
+        self.now = now
+        self.periods = sorted({cap.period for check in checks for cap in check.caps})
+        spans = ([timedelta(minutes=r.window_minutes) for check in checks for r in check.rules]
+                 + [WINDOWS[p] for p in self.periods])
+        columns, params = ["recipient_id", "category", "channel", "MAX(sent_at)"], []
         for period in self.periods:
             columns += ["COUNT(*) FILTER (WHERE sent_at > %s)", "MIN(sent_at) FILTER (WHERE sent_at > %s)"]
             params += [now - WINDOWS[period]] * 2
-        # Built from constants only (column and table names); every value is a parameter.
+        tenants = sorted({c.message.tenant_id for c in checks})
+        recipients = sorted({c.message.recipient_id for c in checks})
+        messages = [c.message.pk for c in checks]
+        # Built from constants and placeholders only (column and table names); every value is a parameter.
         self.sql = (f"SELECT {', '.join(columns)} FROM {Message._meta.db_table} "  # noqa: S608
-                    "WHERE tenant_id = %s AND recipient_id = %s AND status IN (%s, %s, %s) AND id <> %s "
-                    "AND sent_at > %s GROUP BY category, channel")
-        self.params = [*params, message.tenant_id, message.recipient_id, *COUNTED, message.pk,
-                       now - max(spans)]
+                    f"WHERE tenant_id IN ({_marks(tenants)}) AND recipient_id IN ({_marks(recipients)}) "
+                    f"AND status IN ({_marks(COUNTED)}) AND id NOT IN ({_marks(messages)}) "
+                    "AND sent_at > %s GROUP BY recipient_id, category, channel")
+        self.params = [*params, *tenants, *recipients, *COUNTED, *messages, now - max(spans)]
 
-    def found(self, rows) -> dict:
-        if connection.vendor != "postgresql":  # SQLite hands back its text timestamps
-            rows = [[_aware(v) if isinstance(v, str) and i > 1 else v for i, v in enumerate(row)]
-                    for row in rows]
+    def by_recipient(self, rows) -> dict[int, list]:
+        """recipient id → its rows (category, channel, latest, then count and oldest per period)."""
         found = {}
-        for key in {key for rule in self.rules for key in rule.after_categories}:
+        for recipient_id, *row in rows:
+            if connection.vendor != "postgresql":  # SQLite hands back its text timestamps
+                row = [_aware(v) if isinstance(v, str) and i > 1 else v for i, v in enumerate(row)]
+            found.setdefault(recipient_id, []).append(row)
+        return found
+
+    def slot(self, check: _Check) -> list:
+        """The row a message that passes adds: sent now on its channel, in every period."""
+        return [check.category.key, check.channel, self.now, *[1, self.now] * len(self.periods)]
+
+    def found(self, check: _Check, rows: list) -> dict:
+        found = {}
+        for key in {key for rule in check.rules for key in rule.after_categories}:
             found[f"after:{key}"] = max((row[2] for row in rows if row[0] == key), default=None)
-        for cap in self.caps:
+        exempt = ({key for key, c in check.policy.categories.items() if c.kind == Kind.TRANSACTIONAL}
+                  if check.policy.caps_exempt_transactional else set())
+        for cap in check.caps:
             at = 3 + 2 * self.periods.index(cap.period)
-            counted = [row for row in rows if self._counts(cap, row[0], row[1])]
+            counted = [row for row in rows if _counts(cap, row[0], row[1], exempt)]
             found[_cap_name(cap)] = sum(row[at] for row in counted)
             found[f"{_cap_name(cap)}:first"] = min((row[at + 1] for row in counted if row[at + 1]),
                                                    default=None)
         return found
 
-    def _counts(self, cap: Cap, category: str, channel: str) -> bool:
-        if cap.scope == Cap.Scope.CATEGORY:
-            return category == cap.key
-        return category not in self.exempt and (cap.scope != Cap.Scope.CHANNEL or channel == cap.key)
+
+def _counts(cap: Cap, category: str, channel: str, exempt: set[str]) -> bool:
+    """Whether a message of `category` sent on `channel` holds one of `cap`'s slots."""
+    if cap.scope == Cap.Scope.CATEGORY:
+        return category == cap.key
+    return category not in exempt and (cap.scope != Cap.Scope.CHANNEL or channel == cap.key)
+
+
+def _marks(values: list) -> str:
+    return ", ".join(["%s"] * len(values))
 
 
 def _first_rule_hit(rules: list[SuppressionRule], found: dict, now) -> tuple[SuppressionRule | None, object]:

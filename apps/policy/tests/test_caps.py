@@ -7,6 +7,8 @@ import pytest
 
 from apps.core import clock
 from apps.delivery.models import ProviderConfig
+from apps.messaging import pipeline, services
+from apps.messaging.models import Message
 from apps.policy.models import Cap, Kind, PolicySettings
 from apps.policy.tests.factories import CategoryFactory, PolicySettingsFactory
 from apps.policy.tests.test_pipeline_policy import last, send
@@ -183,3 +185,21 @@ def test_a_failover_to_another_channel_meets_that_channels_cap(refusing_postmark
         assert rerouted.detail["to"] == "sms"
     else:
         assert (failover.channel, attempts[1:]) == ("sms", [("sms", "accepted")])
+
+
+def test_one_batch_for_two_recipients_counts_each_message_the_batch_sent_before_it(tenant, recipient):
+    """messages_send decides a batch's caps in one transaction: each message counts those of its
+    recipient that passed before it in the batch, as a later batch would."""
+    cap(tenant, scope="channel", key="sms", limit=2)
+    other = RecipientFactory(tenant=tenant, phone="+14155550199")
+    assert send(other, channels=["sms"]).status == "sent"  # other has 1 of its 2 already
+    messages = [services.message_create(message=Message(
+        tenant=tenant, recipient=who, channels=["sms"], category="product-updates",
+        content={"sms": {"text": "Hi"}}, dedupe_key=f"batch:{n}"))
+        for n, who in enumerate([recipient, other] * 3)]
+    outcomes = pipeline.messages_send(message_ids=[m.pk for m in messages])
+    statuses = [outcomes[m.pk].status for m in messages]
+    assert statuses == ["sent", "sent", "sent", "scheduled", "scheduled", "scheduled"]
+    deferred = Message.objects.get(pk=messages[3].pk)
+    assert last(deferred).reason_code == "frequency_cap" and last(deferred).detail["count"] == 2
+    assert Message.objects.filter(recipient=recipient, status="sent").count() == 2

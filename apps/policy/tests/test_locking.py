@@ -1,9 +1,10 @@
-"""The recipient lock's transaction (services._under_recipient_lock): committed when the message
-passes, rolled back — never left open — when deciding fails."""
+"""The recipient lock's transaction (services._under_recipient_lock): committed when messages
+pass, rolled back — never left open — when deciding fails."""
 
 import pytest
 from django.db import connection
 
+from apps.core import clock
 from apps.messaging.models import Message
 from apps.policy import services
 from apps.recipients.tests.factories import RecipientFactory
@@ -24,24 +25,24 @@ def in_transaction() -> bool:
     return connection.connection.in_transaction
 
 
-def stamp(message):
-    return ("UPDATE messaging_message SET channel = %s WHERE id = %s", ["sms", message.pk])
+def lock(message, sql, params, decide):
+    return services._under_recipient_lock([message.recipient_id], sql, params, decide, clock.now())
 
 
 def test_a_message_that_passes_is_stamped_and_the_transaction_committed():
     message = message_for(RecipientFactory())
     seen = []
-    passed = services._under_recipient_lock(message, "SELECT %s", [7], lambda rows: seen.extend(rows) or True,
-                                            stamp(message))
-    assert passed and [tuple(r) for r in seen] == [(7,)]
+    passed = lock(message, "SELECT %s", [7], lambda rows: seen.extend(rows) or [(message.pk, "sms")])
+    assert passed == [(message.pk, "sms")] and [tuple(r) for r in seen] == [(7,)]
     assert not in_transaction()
-    assert Message.objects.get(pk=message.pk).channel == "sms"
+    stamped = Message.objects.get(pk=message.pk)
+    assert stamped.channel == "sms" and stamped.sent_at is not None
 
 
 def test_a_message_that_does_not_pass_is_not_stamped():
     message = message_for(RecipientFactory())
-    passed = services._under_recipient_lock(message, "SELECT 1", [], lambda rows: False, stamp(message))
-    assert passed is False
+    passed = lock(message, "SELECT 1", [], lambda rows: [])
+    assert passed == []
     assert not in_transaction()
     assert Message.objects.get(pk=message.pk).channel == ""
 
@@ -53,8 +54,8 @@ def test_an_error_while_deciding_rolls_back_and_leaves_no_transaction_open():
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        services._under_recipient_lock(message, "SELECT 1", [], fails, stamp(message))
+        lock(message, "SELECT 1", [], fails)
     assert not in_transaction()
     assert Message.objects.get(pk=message.pk).channel == ""
     # The connection is usable and the lock released: the next decision goes through.
-    assert services._under_recipient_lock(message, "SELECT 1", [], lambda rows: True, stamp(message))
+    assert lock(message, "SELECT 1", [], lambda rows: [(message.pk, "sms")])

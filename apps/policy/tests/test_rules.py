@@ -131,3 +131,16 @@ def test_the_admin_validates_categories_and_shows_the_dry_run(tenant, client):
     assert saved.after_categories == ["billing", "security"]
     page = client.get(f"/admin/policy/suppressionrule/{saved.pk}/change/").content.decode()
     assert "This rule would have suppressed 0 of the last 0 messages." in page
+
+
+def test_a_billing_message_earlier_in_the_same_batch_sets_the_rule_off(tenant):
+    rule(tenant)
+    recipient = RecipientFactory(tenant=tenant)
+    messages = [services.message_create(message=Message(
+        tenant=tenant, recipient=recipient, channels=["email"], category=category,
+        content={"email": {"subject": "Hi", "text": "Hello"}}, dedupe_key=f"batch:{n}"))
+        for n, category in enumerate(("marketing", "billing", "marketing"))]
+    outcomes = pipeline.messages_send(message_ids=[m.pk for m in messages])
+    assert [outcomes[m.pk].status for m in messages] == ["sent", "sent", "suppressed"]
+    reason = Message.objects.get(pk=messages[2].pk).timeline.last().reason
+    assert reason == f"suppressed: commercial within 2 h of billing message #{messages[1].pk}"
