@@ -70,54 +70,48 @@ def events_record(*, tenant, source: str, drafts: list[EventDraft]) -> list[int]
         occurred_at, clamped = event_time(
             timestamp=draft.timestamp, sent_at=draft.sent_at, received_at=received_at
         )
-        rows.append(Event(
-            tenant=tenant, recipient_id=draft.recipient_id, name=draft.name, kind=draft.kind,
-            properties=draft.properties, context=draft.context, source=source,
-            message_id=draft.message_id or uuid.uuid4().hex, cancellation_key=draft.cancellation_key,
-            occurred_at=occurred_at, received_at=received_at, timestamp_clamped=clamped,
-            created_at=received_at, updated_at=received_at,
-        ))
+        rows.append({"r": draft.recipient_id, "n": draft.name, "k": draft.kind, "p": draft.properties,
+                     "c": draft.context, "m": draft.message_id or uuid.uuid4().hex,
+                     "ck": draft.cancellation_key, "o": occurred_at, "tc": clamped})
     with transaction.atomic():
-        if source == Event.Source.API:
-            ids = [event.pk for event in Event.objects.bulk_create(rows)]
-        else:
-            _insert_skipping_duplicates(rows)
-            ids = []
+        ids = _insert(tenant.pk, source, received_at, rows)
         transaction.on_commit(events_drain_wake_up, robust=True)
-    return ids
+    return ids if source == Event.Source.API else []
 
 
-# PostgreSQL: one statement whose parameters are arrays, one per column, so the batch is
-# prepared by psycopg in C instead of field by field by the ORM (about a third of a Segment
-# batch's CPU; see docs/performance.md). Other databases use bulk_create.
-_UNNEST_INSERT = """
+# PostgreSQL: one statement whose only row parameter is a JSON array of the events, so psycopg
+# quotes one string (in C) instead of each value or array element (in Python, with Django's
+# client-side binding): about half a Segment batch's CPU (docs/performance.md). Other databases
+# use bulk_create.
+_JSON_INSERT = """
     INSERT INTO events_event (tenant_id, recipient_id, name, kind, properties, context, source,
         message_id, cancellation_key, occurred_at, received_at, timestamp_clamped, processed_at,
         created_at, updated_at)
-    SELECT %(tenant)s, r, n, k, p::jsonb, c::jsonb, %(source)s, m, ck, o, %(now)s, tc, NULL,
-        %(now)s, %(now)s
-    FROM unnest(%(r)s::bigint[], %(n)s::text[], %(k)s::text[], %(p)s::text[], %(c)s::text[],
-        %(m)s::text[], %(ck)s::text[], %(o)s::timestamptz[], %(tc)s::boolean[])
-        AS u(r, n, k, p, c, m, ck, o, tc)
-    ON CONFLICT (tenant_id, message_id) DO NOTHING
+    SELECT %(tenant)s, r, n, k, p, c, %(source)s, m, ck, o, %(now)s, tc, NULL, %(now)s, %(now)s
+    FROM jsonb_to_recordset(%(rows)s::jsonb)
+        AS u(r bigint, n text, k text, p jsonb, c jsonb, m text, ck text, o timestamptz, tc boolean)
 """
 
 
-def _insert_skipping_duplicates(rows: list[Event]) -> None:
-    """INSERT … ON CONFLICT (tenant, message_id) DO NOTHING for one tenant's events."""
+def _insert(tenant_id: int, source: str, now: datetime, rows: list[dict]) -> list[int]:
+    """INSERT the rows; Segment events skip a (tenant, message_id) already stored. The native
+    API's new ids, in the order of `rows` (their message ids are fresh, so they never conflict)."""
     if connection.vendor != "postgresql":
-        Event.objects.bulk_create(rows, ignore_conflicts=True)
-        return
-    first = rows[0]
+        events = [Event(tenant_id=tenant_id, recipient_id=row["r"], name=row["n"], kind=row["k"],
+                        properties=row["p"], context=row["c"], source=source, message_id=row["m"],
+                        cancellation_key=row["ck"], occurred_at=row["o"], received_at=now,
+                        timestamp_clamped=row["tc"], created_at=now, updated_at=now) for row in rows]
+        if source == Event.Source.API:
+            return [event.pk for event in Event.objects.bulk_create(events)]
+        Event.objects.bulk_create(events, ignore_conflicts=True)
+        return []
+    sql = _JSON_INSERT + ("RETURNING message_id, id" if source == Event.Source.API
+                          else "ON CONFLICT (tenant_id, message_id) DO NOTHING")
     with connection.cursor() as cursor:
-        cursor.execute(_UNNEST_INSERT, {
-            "tenant": first.tenant_id, "source": first.source, "now": first.received_at,
-            "r": [e.recipient_id for e in rows], "n": [e.name for e in rows],
-            "k": [e.kind for e in rows], "p": [json.dumps(e.properties) for e in rows],
-            "c": [json.dumps(e.context) for e in rows], "m": [e.message_id for e in rows],
-            "ck": [e.cancellation_key for e in rows], "o": [e.occurred_at for e in rows],
-            "tc": [e.timestamp_clamped for e in rows],
-        })
+        cursor.execute(sql, {"tenant": tenant_id, "source": source, "now": now,
+                             "rows": json.dumps(rows, default=datetime.isoformat)})
+        ids = dict(cursor.fetchall()) if source == Event.Source.API else {}
+    return [ids[row["m"]] for row in rows] if ids else []
 
 
 def events_drain_wake_up(*, force: bool = False) -> None:

@@ -65,6 +65,8 @@ def test_batch_accepts_valid_items_and_reports_the_rest_by_index(api, tenant):
                       3: {"events[3].timestamp": [
                           "Not an ISO 8601 date-time (e.g. 2026-11-23T10:00:00Z)."]}}
     assert sorted(Event.objects.values_list("name", flat=True)) == ["a", "e"]
+    ids = {r["index"]: r["id"] for r in body["results"] if "id" in r}
+    assert {i: Event.objects.get(pk=pk).name for i, pk in ids.items()} == {0: "a", 4: "e"}
     assert not Recipient.objects.filter(external_id="u3").exists()
 
 
