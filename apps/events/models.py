@@ -20,8 +20,17 @@ class Event(TenantScopedModel):
         GROUP = "group"
         ALIAS = "alias"
 
+    # No database constraints on the two foreign keys: each cost a trigger and a row lock (FOR KEY
+    # SHARE) per inserted event, a quarter of PostgreSQL's time for a Segment batch, and every
+    # concurrent batch locked the same tenant row (docs/performance.md). Django still applies
+    # on_delete (PROTECT, CASCADE) in Python; an event committed while its recipient is erased
+    # can point at nothing, and the consumers skip it. No index on tenant alone: the unique
+    # constraint and event_recipient_name_time lead with it.
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+",
+                               db_constraint=False, db_index=False)
     recipient = models.ForeignKey(
-        "recipients.Recipient", null=True, on_delete=models.CASCADE, related_name="events"
+        "recipients.Recipient", null=True, on_delete=models.CASCADE, related_name="events",
+        db_constraint=False,
     )
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.TRACK)

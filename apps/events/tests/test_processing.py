@@ -105,3 +105,26 @@ def test_events_left_waiting_force_a_drain(clock_travel, django_capture_on_commi
     with django_capture_on_commit_callbacks() as callbacks:
         assert services.events_requeue_unprocessed() == 1
     assert len(callbacks) == 1
+
+
+def test_an_event_whose_recipient_row_is_gone_is_skipped_by_the_real_consumers(settings):
+    """events_event has no foreign-key constraints (models.Event): an event committed while its
+    recipient was deleted points at nothing; the project's consumers must not stall on it."""
+    from django.conf import settings as project
+
+    from apps.journeys.models import JourneyRun
+    from apps.journeys.tests.factories import ABANDONED_CART, active_journey, templates
+    from apps.recipients.models import Recipient
+    from apps.recipients.tests.factories import RecipientFactory
+    from apps.tenants.tests.factories import TenantFactory
+
+    settings.SIGNALBOX_EVENT_CONSUMERS = project.SIGNALBOX_EVENT_CONSUMERS  # the real ones
+    tenant = TenantFactory()
+    orphan, fine = [EventFactory(name="cart.abandoned", tenant=tenant,
+                                 recipient=RecipientFactory(tenant=tenant)) for _ in range(2)]
+    templates(tenant, "cart-reminder", "cart-mail")
+    active_journey(tenant, ABANDONED_CART)
+    Recipient.objects.filter(pk=orphan.recipient_id)._raw_delete(Recipient.objects.db)  # no cascade
+    assert services.events_process(event_ids=[orphan.pk, fine.pk]) == 2
+    assert not Event.objects.filter(processed_at__isnull=True).exists()
+    assert list(JourneyRun.objects.values_list("recipient_id", flat=True)) == [fine.recipient_id]
