@@ -76,7 +76,7 @@ def events_record(*, tenant, source: str, drafts: list[EventDraft]) -> list[int]
     with transaction.atomic():
         ids = _insert(tenant.pk, source, received_at, rows)
         transaction.on_commit(events_drain_wake_up, robust=True)
-    return ids if source == Event.Source.API else []
+    return ids
 
 
 # PostgreSQL: one statement whose only row parameter is a JSON array of the events, so psycopg
