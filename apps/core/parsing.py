@@ -58,10 +58,15 @@ def timestamp(data: dict, name: str, prefix: str = "") -> datetime | None:
 
 
 def json_loads(raw: bytes):
-    """json.loads that refuses NUL characters, which PostgreSQL cannot store in text or jsonb.
+    """json.loads that refuses NUL characters, which PostgreSQL cannot store in text or jsonb,
+    and NaN / Infinity, which Python's json accepts but JSON (RFC 8259) and jsonb do not.
 
     A NUL can only appear in valid JSON as the escape \\u0000, so looking for it is cheap.
     """
     if b"\\u0000" in raw:
         raise ValueError("NUL characters (\\u0000) are not accepted")
-    return json.loads(raw)
+    return json.loads(raw, parse_constant=_not_json)
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not a JSON number")

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import orjson
 from django.conf import settings
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -108,10 +109,19 @@ def _insert(tenant_id: int, source: str, now: datetime, rows: list[dict]) -> lis
     sql = _JSON_INSERT + ("RETURNING message_id, id" if source == Event.Source.API
                           else "ON CONFLICT (tenant_id, message_id) DO NOTHING")
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"tenant": tenant_id, "source": source, "now": now,
-                             "rows": json.dumps(rows, default=datetime.isoformat)})
+        cursor.execute(sql, {"tenant": tenant_id, "source": source, "now": now, "rows": _json(rows)})
         ids = dict(cursor.fetchall()) if source == Event.Source.API else {}
     return [ids[row["m"]] for row in rows] if ids else []
+
+
+def _json(rows: list[dict]) -> str:
+    """The rows as JSON: orjson (a tenth of the json module's time for a batch, which called back
+    into Python for each timestamp), or the json module for what orjson refuses (integers beyond
+    64 bits, which JSON bodies may carry)."""
+    try:
+        return orjson.dumps(rows).decode()
+    except TypeError:
+        return json.dumps(rows, default=datetime.isoformat)
 
 
 def events_drain_wake_up(*, force: bool = False) -> None:

@@ -137,10 +137,12 @@ def test_malformed_bodies_get_their_4xx(api, case, raw, headers, status, error_t
 
 
 @pytest.mark.parametrize("url,body", [
+    ("/api/v1/events", b'{"name": "x", "recipient": "u", "properties": {"a": NaN}}'),
+    ("/api/v1/events", b'{"name": "x", "recipient": "u", "properties": {"a": -Infinity}}'),
     ("/api/v1/events", b'{"name": "x\\u0000", "recipient": "u"}'),
     ("/api/v1/events", b'{"name": "x", "recipient": "u", "properties": {"a\\u0000": 1}}'),
 ])
-def test_nul_characters_are_refused_not_a_500(api, url, body):
+def test_nul_characters_and_non_json_numbers_are_refused_not_a_500(api, url, body):
     response = post(api, url, body)
     assert response.status_code == 400 and response.json()["error"]["type"] == "malformed_json"
 
@@ -148,3 +150,12 @@ def test_nul_characters_are_refused_not_a_500(api, url, body):
 def test_nul_in_the_path_or_query_is_refused(api):
     assert api.get("/api/v1/recipients/a%00b").status_code == 400
     assert api.get("/api/v1/recipients/ab?tenant=x%00").status_code == 400
+
+
+def test_integers_beyond_64_bits_are_stored_as_sent(api, tenant):
+    """orjson refuses them (apps.events.services._json falls back to the json module)."""
+    big = 2**70
+    response = post(api, "/api/v1/events/batch", {"events": [
+        {"name": "big", "recipient": "u1", "properties": {"n": big, "nested": [{"m": -big}]}}]})
+    assert response.status_code == 202
+    assert Event.objects.get().properties == {"n": big, "nested": [{"m": -big}]}
