@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""CPU per ingest request inside one process: Django's test client posting to the real views
+with production settings against PostgreSQL (no gunicorn, no network, no load generator).
+
+    .venv/bin/python bench/ingest_cpu.py batch 200    # Segment /v1/batch, 100 events a request
+    .venv/bin/python bench/ingest_cpu.py single 1000  # POST /api/v1/events, one event
+    .venv/bin/python bench/ingest_cpu.py batch 100 --profile cumulative   # and a cProfile listing
+
+Recreates the database `signalbox_ingest_cpu`; creates 10,000 recipients first (as
+bench/ingest.py's priming does), warms up, then prints the process CPU and wall time per
+request. What bench/ingest.py measures under load, without the noise of the other processes.
+"""
+
+import argparse
+import base64
+import cProfile
+import io
+import json
+import os
+import pstats
+import random
+import secrets
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+DB = "signalbox_ingest_cpu"
+RECIPIENTS = 10_000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("scenario", choices=["batch", "single"])
+    parser.add_argument("requests", type=int)
+    parser.add_argument("--profile", metavar="SORT", help="also print a cProfile listing sorted by SORT")
+    args = parser.parse_args()
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB}"')
+    os.environ.update({"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+                       "REDIS_URL": "redis://127.0.0.1:6379/7",
+                       "DJANGO_SETTINGS_MODULE": "config.settings.prod",
+                       "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "testserver",
+                       "LOG_LEVEL": "WARNING"})
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.test import Client
+
+    call_command("migrate", "--noinput", verbosity=0)
+    out = io.StringIO()
+    call_command("seed_demo", "--json", stdout=out)
+    text = out.getvalue()
+    keys = json.loads(text[text.index("{"):])
+    client = Client()
+    write = "Basic " + base64.b64encode(f"{keys['write_key']}:".encode()).decode()
+
+    def batch(n: int, users) -> str:
+        return json.dumps({"batch": [{
+            "type": "track", "event": "Order Completed", "userId": f"bench-user-{user}",
+            "messageId": str(uuid.uuid4()), "timestamp": "2026-11-24T06:00:00.000+00:00",
+            "properties": {"order_id": f"o-{n}-{j}", "total": 42.5}} for j, user in enumerate(users)],
+            "sentAt": "2026-11-24T06:00:01.000+00:00"})
+
+    def post_batch(n: int, users=None):
+        users = users or [random.randrange(RECIPIENTS) for _ in range(100)]
+        return client.post("/v1/batch", batch(n, users), content_type="application/json",
+                           HTTP_AUTHORIZATION=write, secure=True)
+
+    def post_single(n: int):
+        user = random.randrange(RECIPIENTS)
+        body = json.dumps({"name": "order.completed", "recipient": f"bench-user-{user}",
+                           "properties": {"order_id": f"o-{n}", "total": 42.5}})
+        return client.post("/api/v1/events", body, content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {keys['secret_key']}", secure=True)
+
+    for n in range(RECIPIENTS // 100):
+        post_batch(n, range(n * 100, n * 100 + 100))
+    go = post_batch if args.scenario == "batch" else post_single
+    for n in range(100):
+        response = go(n)
+        assert response.status_code in (200, 202), response.content
+    cpu, wall = time.process_time(), time.perf_counter()
+    for n in range(args.requests):
+        go(n)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(f"{args.scenario}: {1000 * cpu / args.requests:.2f} ms CPU, {1000 * wall / args.requests:.2f} ms "
+          f"wall per request ({args.requests} requests)")
+    if args.profile:
+        profile = cProfile.Profile()
+        profile.enable()
+        for n in range(args.requests):
+            go(n)
+        profile.disable()
+        pstats.Stats(profile).sort_stats(args.profile).print_stats(40)
+
+
+if __name__ == "__main__":
+    main()
