@@ -189,10 +189,10 @@ class Bench:
         asyncio.run(self.post_bulk(self.args.messages, send_at="2099-01-01T00:00:00Z"))
 
     def start_web(self, env: dict) -> None:
-        self.start("web", [str(BIN / "gunicorn"), "config.wsgi", "-b", f"{HOST}:{self.api_port}",
-                           "--worker-class", "gthread", "--workers", "2", "--threads", "4",
-                           "--log-level", "warning"], env)
-        self.wait_http(f"http://{HOST}:{self.api_port}/healthz", "gunicorn")
+        self.start("web", [str(BIN / "granian"), "--interface", "wsgi", "--host", HOST, "--port",
+                           str(self.api_port), "--workers", "2", "--blocking-threads", "4", "--no-ws",
+                           "--log-level", "warning", "config.wsgi:application"], env)
+        self.wait_http(f"http://{HOST}:{self.api_port}/healthz", "granian")
 
     def vacuum(self) -> None:
         """Every row starts from a vacuumed, analysed database (the PostgreSQL here may run with
@@ -335,7 +335,8 @@ class Bench:
             f"`{' '.join(['.venv/bin/python', 'bench/delivery.py', *sys.argv[1:]])}` — "
             f"{time.strftime('%Y-%m-%d %H:%M')}, commit {commit}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}, {elapsed / 60:.1f} min in all.", "",
-            "gunicorn 2 gthread workers × 4 threads; PostgreSQL and Redis on the same machine; provider = "
+            "granian (WSGI) 2 workers × 4 blocking threads; PostgreSQL and Redis on the same machine; "
+            "provider = "
             "the local simulator (webhook channel, signed POST). Workers: "
             + "; ".join(f"{name} {d['processes']} × `celery worker -P {' '.join(d['pool'])}` ("
                         + ", ".join(f"{k}={v}" for k, v in d["env"].items()) + ")"

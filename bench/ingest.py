@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Event-ingestion benchmark: open-model (fixed arrival rate) load against a real gunicorn.
+"""Event-ingestion benchmark: open-model (fixed arrival rate) load against the real web server.
 
     .venv/bin/python bench/ingest.py            # full run, about 3-4 minutes
     .venv/bin/python bench/ingest.py --quick    # about 1 minute
@@ -8,7 +8,8 @@ What it does, in order:
 
 1. Drops and recreates the PostgreSQL database `signalbox_bench` (127.0.0.1:5432, user postgres),
    runs `manage.py migrate` and `manage.py seed_demo --json` with production settings.
-2. Starts `gunicorn config.wsgi` on a free loopback port and waits for /healthz.
+2. Starts the web server as the README runs it (granian serving `config.wsgi`; `--server gunicorn`
+   for comparison) on a free loopback port and waits for /healthz.
 3. For each scenario and arrival rate, starts load-generator processes (this file with
    `--loadgen`; asyncio over raw HTTP/1.1 with keep-alive, request bytes pre-built) that send on a
    fixed schedule whatever the responses do. Latency is measured from the *scheduled* send time,
@@ -20,7 +21,7 @@ What it does, in order:
 6. Prints a Markdown report and writes it to bench/results/ingest-latest.md.
 
 Only the Python standard library plus packages the project already installs (psycopg, redis,
-gunicorn) are used.
+granian, gunicorn) are used.
 """
 
 from __future__ import annotations
@@ -329,10 +330,10 @@ class CpuMeter:
     """CPU per process group over a window, sampled every half second so that a process exiting
     mid-window (a PostgreSQL backend closed at CONN_MAX_AGE) loses at most one interval."""
 
-    GROUPS = ("gunicorn", "postgres", "redis", "loadgen")
+    GROUPS = ("web", "postgres", "redis", "loadgen")
 
-    def __init__(self, gunicorn_pid: int | None, loadgen_pids: list[int]):
-        self.gunicorn_pid, self.loadgen_pids = gunicorn_pid, set(loadgen_pids)
+    def __init__(self, web_pid: int | None, loadgen_pids: list[int]):
+        self.web_pid, self.loadgen_pids = web_pid, set(loadgen_pids)
         self.ticks = dict.fromkeys(self.GROUPS, 0)
         self.last = self._read()
         self.started = time.monotonic()
@@ -341,8 +342,8 @@ class CpuMeter:
     def _read(self) -> dict[int, tuple[str, int]]:
         out = {}
         for pid, (comm, ppid, ticks) in _proc_table().items():
-            if self.gunicorn_pid and self.gunicorn_pid in (pid, ppid):
-                out[pid] = ("gunicorn", ticks)
+            if self.web_pid and self.web_pid in (pid, ppid):
+                out[pid] = ("web", ticks)
             elif comm == "postgres":
                 out[pid] = ("postgres", ticks)
             elif comm.startswith("redis-server"):
@@ -383,7 +384,7 @@ PROFILE_BUCKETS = [  # (label, substring of a frame's file) -- inclusive share o
     ("json encode/decode", "/json/"),
     ("Django request/response and middleware", "/django/core/handlers/"),
     ("Django REST framework", "/rest_framework/"),
-    ("gunicorn (socket, parsing)", "/gunicorn/"),
+    ("gunicorn (socket, parsing)", "/gunicorn/"),  # granian parses HTTP in Rust: no Python frames
 ]
 
 
@@ -424,7 +425,7 @@ def profile_summary(path: Path, top: int = 12) -> list[str]:
     def pct(n: int) -> str:
         return f"{100 * n / total:.0f} %"
 
-    out = [f"{total:,} samples (100 Hz) of gunicorn threads holding the GIL, i.e. running Python: where "
+    out = [f"{total:,} samples (100 Hz) of web server threads holding the GIL, i.e. running Python: where "
            "the workers' CPU went (py-spy itself costs some CPU, so the step's figures above are lower "
            "than in an unprofiled run).", "",
            "| where (inclusive) | share |", "|---|---:|"]
@@ -465,9 +466,9 @@ class Bench:
             "LOG_LEVEL": "WARNING",
         })
         self.port = args.port or free_port()
-        self.gunicorn: subprocess.Popen | None = None
+        self.web: subprocess.Popen | None = None
         self.workdir = Path(tempfile.mkdtemp(prefix="signalbox-bench-"))
-        self.gunicorn_log = self.workdir / "gunicorn.log"
+        self.server_log = self.workdir / "server.log"
         self.keys: dict = {}
         self.steps: list[dict] = []
         self.notes: list[str] = []
@@ -481,7 +482,7 @@ class Bench:
         self.primed = ""
         self.seed = random.SystemRandom().randrange(1 << 30)
 
-    # ---- database, Django, gunicorn ----------------------------------------------------------
+    # ---- database, Django, web server-------------------------------------------------------
 
     def pg(self, dbname: str | None = None, autocommit: bool = True):
         import psycopg
@@ -508,31 +509,39 @@ class Bench:
                      f"{proc.stdout}\n{proc.stderr}")
         return proc.stdout
 
-    def gunicorn_cmd(self) -> list[str]:
+    def server_cmd(self) -> list[str]:
         a = self.args
+        if a.server == "granian":  # what the README runs in production
+            return [str(Path(sys.executable).parent / "granian"), "--interface", "wsgi", "--host", HOST,
+                    "--port", str(self.port), "--workers", str(a.workers), "--blocking-threads",
+                    str(a.threads), "--backlog", "2048", "--no-ws", "--log-level", "warning",
+                    "config.wsgi:application"]
         cmd = [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi", "-b", f"{HOST}:{self.port}",
                "--worker-class", a.worker_class, "--workers", str(a.workers)]
         if a.worker_class == "gthread":
             cmd += ["--threads", str(a.threads)]
         cmd += ["--backlog", "2048", "--keep-alive", "5", "--timeout", "30", "--no-control-socket",
-                "--log-level", "warning", "--error-logfile", str(self.gunicorn_log)]
+                "--log-level", "warning", "--error-logfile", str(self.server_log)]
         return cmd
 
-    def gunicorn_summary(self) -> str:
+    def server_summary(self) -> str:
         a = self.args
+        if a.server == "granian":
+            return f"granian (WSGI), {a.workers} workers x {a.threads} blocking threads"
         if a.worker_class == "gthread":
-            return f"{a.workers} gthread workers x {a.threads} threads"
-        return f"{a.workers} {a.worker_class} workers"
+            return f"gunicorn, {a.workers} gthread workers x {a.threads} threads"
+        return f"gunicorn, {a.workers} {a.worker_class} workers"
 
-    def start_gunicorn(self) -> None:
-        cmd = self.gunicorn_cmd()
+    def start_server(self) -> None:
+        cmd = self.server_cmd()
         log("starting " + " ".join(shlex.quote(c) for c in cmd))
-        self.gunicorn = subprocess.Popen(cmd, cwd=ROOT, env=self.env, start_new_session=True,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with self.server_log.open("ab") as errors:  # gunicorn also writes its --error-logfile there
+            self.web = subprocess.Popen(cmd, cwd=ROOT, env=self.env, start_new_session=True,
+                                        stdout=subprocess.DEVNULL, stderr=errors)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if self.gunicorn.poll() is not None:
-                sys.exit(f"gunicorn exited with {self.gunicorn.returncode}:\n{self.tail_log()}")
+            if self.web.poll() is not None:
+                sys.exit(f"{self.args.server} exited with {self.web.returncode}:\n{self.tail_log()}")
             try:
                 with urllib.request.urlopen(f"http://{HOST}:{self.port}/healthz", timeout=2) as resp:  # noqa: S310
                     if resp.status == 200:
@@ -541,27 +550,27 @@ class Bench:
                 pass
             time.sleep(0.2)
         else:
-            sys.exit(f"gunicorn did not answer /healthz within 60 s:\n{self.tail_log()}")
+            sys.exit(f"{self.args.server} did not answer /healthz within 60 s:\n{self.tail_log()}")
         time.sleep(1.0)  # let every worker finish booting before the first measured request
-        log(f"gunicorn up on port {self.port} (pid {self.gunicorn.pid})")
+        log(f"{self.args.server} up on port {self.port} (pid {self.web.pid})")
 
     def tail_log(self, lines: int = 30) -> str:
         try:
-            return "\n".join(self.gunicorn_log.read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(self.server_log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
-            return "(no gunicorn log)"
+            return "(no server log)"
 
-    def stop_gunicorn(self) -> None:
-        proc, self.gunicorn = self.gunicorn, None
+    def stop_server(self) -> None:
+        proc, self.web = self.web, None
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the process group gunicorn was started in
+            os.killpg(proc.pid, signal.SIGKILL)  # the process group the server was started in
             proc.wait(timeout=10)
-        log("gunicorn stopped")
+        log(f"{self.args.server} stopped")
 
     # ---- one request outside the load generator (preflight) ---------------------------------
 
@@ -637,7 +646,7 @@ class Bench:
             child.stdin.write(f"GO {start_wall!r}\n")
             child.stdin.flush()
         pids = [c.pid for c in children]
-        gpid = self.gunicorn.pid if self.gunicorn else None
+        gpid = self.web.pid if self.web else None
         time.sleep(max(0.0, start_wall + warmup - time.time()))
         meter = CpuMeter(gpid, pids)
         profiler = None if prime else self.start_profiler(scenario, rate, duration)
@@ -657,14 +666,14 @@ class Bench:
         return self.summarise(scenario, rate, duration, results, cpu, record=not prime)
 
     def start_profiler(self, scenario: str, rate: float, duration: float) -> subprocess.Popen | None:
-        """py-spy on gunicorn and its workers for the measured window (--profile only)."""
+        """py-spy on the web server and its workers for the measured window (--profile only)."""
         if not self.args.profile:
             return None
         out_dir = Path(self.args.profile_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / f"{scenario}-{rate:g}.txt"
         self.profiles.append((scenario, rate, out))
-        cmd = [self.args.py_spy, "record", "--pid", str(self.gunicorn.pid), "--subprocesses",
+        cmd = [self.args.py_spy, "record", "--pid", str(self.web.pid), "--subprocesses",
                "--nonblocking", "--gil", "--full-filenames", "--rate", "100",
                "--duration", str(max(1, int(duration))), "--format", "raw", "--output", str(out)]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -713,7 +722,7 @@ class Bench:
         errs = ", ".join(f"{k}: {v}" for k, v in errors.items()) or "none"
         log(f"{scenario} @ {rate:g} req/s: {step['achieved_rps']:.1f} req/s ok, "
             f"p50 {step['p50']:.1f} / p99 {step['p99']:.1f} / max {step['max']:.1f} ms, errors {errs}; "
-            f"CPU gunicorn {cpu['gunicorn']:.0f}% postgres {cpu['postgres']:.0f}% "
+            f"CPU web {cpu['web']:.0f}% postgres {cpu['postgres']:.0f}% "
             f"loadgen {cpu['loadgen']:.0f}% machine {cpu['machine']:.0f}%")
         if step["error_sample"]:
             log(f"  first error: {step['error_sample'][:200]}")
@@ -943,8 +952,9 @@ class Bench:
         a = self.args
         m = self.machine()
         cmd = " ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/ingest.py", *sys.argv[1:]])
-        g = self.gunicorn_cmd()
-        g_display = " ".join(shlex.quote(x) for x in [".venv/bin/gunicorn", *g[1:-2]])
+        g = self.server_cmd()
+        g = g[:-2] if self.args.server == "gunicorn" else g  # without the error log's temporary path
+        g_display = " ".join(shlex.quote(x) for x in [f".venv/bin/{self.args.server}", *g[1:]])
         lines = [
             "# Ingest benchmark",
             "",
@@ -952,9 +962,9 @@ class Bench:
             f"- Machine: nproc {m['nproc']} ({m['cpu']}), memory {m['mem_gib']} GiB (`free -g` total), "
             f"CPU already in use before the run {self.idle_cpu:.0f} %, "
             f"Python {m['python']}, PostgreSQL {m['pg']} (synchronous_commit={m['sync_commit']}), Redis on "
-            "loopback; load generator, gunicorn, PostgreSQL and Redis share the same cores",
+            "loopback; load generator, web server, PostgreSQL and Redis share the same cores",
             f"- Command: `{cmd}`; code: {self.code_version()}",
-            f"- Gunicorn: {self.gunicorn_summary()}: `{g_display}`; settings `config.settings.prod`, "
+            f"- Web server: {self.server_summary()}: `{g_display}`; settings `config.settings.prod`, "
             "DEBUG off",
             f"- Load: open model (fixed arrival rate, latency from the scheduled send time), {a.gen_procs} "
             f"asyncio generator process(es), keep-alive HTTP/1.1, at most {a.max_conns} connections, "
@@ -963,7 +973,7 @@ class Bench:
             f"{a.recipients:,} distinct recipients; batch = {a.batch_size} events per request",
             "",
             "| scenario | offered req/s | offered events/s | achieved events/s (req/s) | p50 ms | p95 ms "
-            "| p99 ms | max ms | errors / requests | gen lag p99 ms | CPU % gunicorn / postgres / redis / "
+            "| p99 ms | max ms | errors / requests | gen lag p99 ms | CPU % web server / postgres / redis / "
             "loadgen / other (machine = 200) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
@@ -980,7 +990,7 @@ class Bench:
             lines.append(
                 f"| {s['scenario']} | {s['rate']:g} | {offered} | {eps} | {s['p50']:.1f} | {s['p95']:.1f} "
                 f"| {s['p99']:.1f} | {s['max']:.1f} | {err} | {s['lag_p99']:.1f} | "
-                f"{c['gunicorn']:.0f} / {c['postgres']:.0f} / {c['redis']:.0f} / {c['loadgen']:.0f} / "
+                f"{c['web']:.0f} / {c['postgres']:.0f} / {c['redis']:.0f} / {c['loadgen']:.0f} / "
                 f"{c['other']:.0f} (= {c['machine']:.0f}) |")
         ingest = [s for s in ("batch", "single") if s in a.scenarios]
         if ingest:
@@ -1065,7 +1075,7 @@ class Bench:
             lines.append(f"- Statistics: no `ANALYZE` (--no-analyze); `autovacuum = {autovacuum}` here.")
         for scenario, rate, path in self.profiles:
             if path.exists():
-                lines += ["", f"## Profile: {scenario} at {rate:g} req/s (py-spy, gunicorn workers)", ""]
+                lines += ["", f"## Profile: {scenario} at {rate:g} req/s (py-spy, web server workers)", ""]
                 lines += profile_summary(path)
         lines += [
             "",
@@ -1096,12 +1106,12 @@ class Bench:
                 "figures will be low and noisy (see the `other` CPU column)")
         self.setup_database()
         self.queue_before = self.queue_length()
-        self.start_gunicorn()
+        self.start_server()
         try:
             self.run_scenarios()
             rows = self.count_rows() if {"batch", "single"} & set(self.args.scenarios) else None
         finally:
-            self.stop_gunicorn()
+            self.stop_server()
         queue_note = self.clean_queue() if {"batch", "single"} & set(self.args.scenarios) else ""
         copy = None
         if not self.args.no_copy and rows is not None:
@@ -1122,7 +1132,7 @@ class Bench:
         for child in self.children:
             if child.poll() is None:
                 child.kill()
-        self.stop_gunicorn()
+        self.stop_server()
 
 
 def rates(text: str) -> list[float]:
@@ -1145,10 +1155,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     # Default from trying sync x3/x4/x6 and gthread 2x4/2x8/3x3/4x4 on the 2-core machine: one
     # process per core with threads to overlap PostgreSQL/Redis waits, and keep-alive (which sync
     # workers lack, so the generator would pay a TCP connect per request on the same cores).
+    p.add_argument("--server", choices=["granian", "gunicorn"], default="granian",
+                   help="web server (default granian, as the README runs it in production)")
     p.add_argument("--worker-class", choices=["sync", "gthread"], default="gthread",
-                   help="gunicorn worker class (default gthread)")
-    p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
-    p.add_argument("--threads", type=int, default=4, help="threads per worker, gthread only (default 4)")
+                   help="gunicorn worker class, with --server gunicorn (default gthread)")
+    p.add_argument("--workers", type=int, default=2, help="web server worker processes (default 2)")
+    p.add_argument("--threads", type=int, default=4,
+                   help="threads per worker: granian's blocking threads, gunicorn gthread's (default 4)")
     p.add_argument("--gen-procs", type=int, default=1, help="load-generator processes (default 1)")
     p.add_argument("--max-conns", type=int, default=256,
                    help="connection cap per generator process (default 256)")
@@ -1165,7 +1178,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--db-name", default="signalbox_bench",
                    help="database dropped and recreated (default signalbox_bench)")
     p.add_argument("--redis-url", default=REDIS_URL, help=f"Celery broker and cache (default {REDIS_URL})")
-    p.add_argument("--port", type=int, default=0, help="gunicorn port (default: a free one)")
+    p.add_argument("--port", type=int, default=0, help="web server port (default: a free one)")
     p.add_argument("--output", default=str(RESULTS / "ingest-latest.md"),
                    help="where the Markdown report goes (default bench/results/ingest-latest.md)")
     p.add_argument("--no-analyze", dest="analyze", action="store_false",
@@ -1213,7 +1226,7 @@ def main() -> None:
     try:
         bench.run()
     except KeyboardInterrupt:
-        log("interrupted: stopping gunicorn and the load generators")
+        log("interrupted: stopping the web server and the load generators")
         sys.exit(130)
     finally:
         bench.cleanup()
