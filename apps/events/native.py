@@ -54,13 +54,14 @@ def parse_recipient(value, path: str) -> tuple[str, dict | None]:
 
 
 def events_ingest(*, tenant, events: list[NativeEvent]) -> list[int]:
-    """Resolve (and upsert) recipients for checked events, then store them; ids in order."""
+    """Upsert the inline profiles, then store the events; ids in order. Recipients named by
+    external id alone are found (or created) as the events are stored."""
     # notify=False: the events' consumers re-evaluate segments for these recipients (off the request).
-    ids = recipients.recipients_resolve_many(tenant=tenant, external_ids={e.external_id for e in events},
-                                             notify=False)
+    profiled = {e.external_id for e in events if e.profile}
+    ids = recipients.recipients_resolve_many(tenant=tenant, external_ids=profiled, notify=False)
     recipients.recipients_apply_profiles(
         tenant=tenant, profiles={ids[e.external_id]: e.profile for e in events if e.profile}, notify=False)
     for event in events:
-        event.draft.recipient_id = ids[event.external_id]
+        event.draft.recipient_id, event.draft.external_id = ids.get(event.external_id), event.external_id
     return events_record(tenant=tenant, source=Event.Source.API, drafts=[e.draft for e in events])
 

@@ -90,18 +90,20 @@ def _profile_from(call: Call) -> dict:
 
 
 def segment_ingest(*, tenant, calls: list[Call]) -> None:
-    """Resolve recipients for the calls (a few queries for the lot), link aliases, apply
-    identify profiles, and record the events."""
+    """Resolve the recipients that identify, alias and anonymousId links need (a few queries for
+    the lot), link aliases, apply identify profiles, and record the events (which find the other
+    calls' recipients by userId themselves)."""
     # notify=False: the events' consumers re-evaluate segments for these recipients (off the request).
-    by_user = recipients.recipients_resolve_many(
-        tenant=tenant, external_ids={c.user_id for c in calls if c.user_id}, notify=False)
+    early = {c.user_id for c in calls
+             if c.user_id and (c.anonymous_id or c.kind in (Event.Kind.IDENTIFY, Event.Kind.ALIAS))}
+    by_user = recipients.recipients_resolve_many(tenant=tenant, external_ids=early, notify=False)
     by_alias = recipients.aliases_resolve_many(
         tenant=tenant, aliases={c.anonymous_id for c in calls if c.anonymous_id and not c.user_id},
         notify=False)
     links = {}
     for call in calls:
         if call.user_id:
-            call.draft.recipient_id = by_user[call.user_id]
+            call.draft.recipient_id, call.draft.external_id = by_user.get(call.user_id), call.user_id
             if call.anonymous_id:
                 links[call.anonymous_id] = call.draft.recipient_id
         else:

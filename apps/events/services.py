@@ -17,6 +17,7 @@ from apps.core import clock
 from apps.core.cache import cache_add
 from apps.core.queue import enqueue_on_commit
 from apps.events.models import Event
+from apps.recipients.services import recipients_resolve_many
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +32,12 @@ DRAIN_FLAG_SECONDS = 30
 
 @dataclass
 class EventDraft:
-    """An event checked and resolved to its recipient, ready to be stored."""
+    """An event checked, ready to be stored. Its recipient: `recipient_id`, or (left None) the
+    tenant's recipient with `external_id`, found or created when the event is stored."""
 
     name: str
     recipient_id: int | None
+    external_id: str = ""
     kind: str = Event.Kind.TRACK
     properties: dict = field(default_factory=dict)
     context: dict = field(default_factory=dict)
@@ -64,7 +67,8 @@ def events_record(*, tenant, source: str, drafts: list[EventDraft]) -> list[int]
 
     Native events get fresh message ids and their new ids are returned. Segment events
     de-duplicate on (tenant, messageId): a replay is skipped by ON CONFLICT DO NOTHING, and
-    nothing is returned (the Segment API answers without ids).
+    nothing is returned (the Segment API answers without ids). Drafts that name their recipient
+    by external id are resolved by the INSERT itself (_insert).
     """
     received_at = clock.now()
     rows = []
@@ -72,36 +76,55 @@ def events_record(*, tenant, source: str, drafts: list[EventDraft]) -> list[int]
         occurred_at, clamped = event_time(
             timestamp=draft.timestamp, sent_at=draft.sent_at, received_at=received_at
         )
-        rows.append({"r": draft.recipient_id, "n": draft.name, "k": draft.kind, "p": draft.properties,
-                     "c": draft.context, "m": draft.message_id or uuid.uuid4().hex,
-                     "ck": draft.cancellation_key, "o": occurred_at, "tc": clamped})
+        rows.append({"r": draft.recipient_id, "x": draft.external_id or None, "n": draft.name,
+                     "k": draft.kind, "p": draft.properties, "c": draft.context,
+                     "m": draft.message_id or uuid.uuid4().hex, "ck": draft.cancellation_key,
+                     "o": occurred_at, "tc": clamped})
     # On PostgreSQL the lot is one statement, atomic on its own: outside a caller's transaction it
     # commits by itself, without the two round trips of BEGIN and COMMIT.
     with nullcontext() if connection.vendor == "postgresql" else transaction.atomic():
-        ids = _insert(tenant.pk, source, received_at, rows)
+        ids = _insert(tenant, source, received_at, rows)
     transaction.on_commit(events_drain_wake_up, robust=True)  # at once when that was the commit
     return ids
 
 
 # PostgreSQL: one statement whose only row parameter is a JSON array of the events, so psycopg
 # quotes one string (in C) instead of each value or array element (in Python, with Django's
-# client-side binding): about half a Segment batch's CPU (docs/performance.md). Other databases
-# use bulk_create.
+# client-side binding): about half a Segment batch's CPU (docs/performance.md). A row without a
+# recipient id (`r`) names its recipient by external id (`x`), which the statement looks up
+# itself, row by row in the unique (tenant, external_id) index (a join's plan would depend on
+# statistics), taking the recipient it was merged into if it was: a request whose recipients
+# exist costs this statement alone. If one does not exist yet, nothing is inserted and the
+# statement answers the missing external ids (with a NULL id). Other databases use bulk_create.
 _JSON_INSERT = """
-    INSERT INTO events_event (tenant_id, recipient_id, name, kind, properties, context, source,
-        message_id, cancellation_key, occurred_at, received_at, timestamp_clamped, processed_at,
-        created_at, updated_at)
-    SELECT %(tenant)s, r, n, k, p, c, %(source)s, m, ck, o, %(now)s, tc, NULL, %(now)s, %(now)s
-    FROM jsonb_to_recordset(%(rows)s::jsonb)
-        AS u(r bigint, n text, k text, p jsonb, c jsonb, m text, ck text, o timestamptz, tc boolean)
+    WITH u AS MATERIALIZED (
+        SELECT u.*, COALESCE(u.r, (
+            SELECT COALESCE(rc.merged_into_id, rc.id) FROM recipients_recipient rc
+            WHERE rc.tenant_id = %(tenant)s AND rc.external_id = u.x)) AS rid
+        FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(r bigint, x text, n text, k text, p jsonb,
+            c jsonb, m text, ck text, o timestamptz, tc boolean)
+    ), inserted AS (
+        INSERT INTO events_event (tenant_id, recipient_id, name, kind, properties, context, source,
+            message_id, cancellation_key, occurred_at, received_at, timestamp_clamped, processed_at,
+            created_at, updated_at)
+        SELECT %(tenant)s, rid, n, k, p, c, %(source)s, m, ck, o, %(now)s, tc, NULL, %(now)s, %(now)s
+        FROM u WHERE NOT EXISTS (SELECT FROM u WHERE rid IS NULL AND x IS NOT NULL)
+        {conflict}
+        RETURNING message_id, id
+    )
+    SELECT x, NULL FROM u WHERE rid IS NULL AND x IS NOT NULL UNION ALL SELECT message_id, id FROM inserted
 """
 
 
-def _insert(tenant_id: int, source: str, now: datetime, rows: list[dict]) -> list[int]:
+def _insert(tenant, source: str, now: datetime, rows: list[dict]) -> list[int]:
     """INSERT the rows; Segment events skip a (tenant, message_id) already stored. The native
-    API's new ids, in the order of `rows` (their message ids are fresh, so they never conflict)."""
+    API's new ids, in the order of `rows` (their message ids are fresh, so they never conflict).
+    A recipient named by external id that does not exist yet is created first: then the rows'
+    recipients are all resolved in Python and the INSERT runs again, so a request is stored
+    whole or not at all."""
     if connection.vendor != "postgresql":
-        events = [Event(tenant_id=tenant_id, recipient_id=row["r"], name=row["n"], kind=row["k"],
+        _resolve_external_ids(tenant, rows)
+        events = [Event(tenant_id=tenant.pk, recipient_id=row["r"], name=row["n"], kind=row["k"],
                         properties=row["p"], context=row["c"], source=source, message_id=row["m"],
                         cancellation_key=row["ck"], occurred_at=row["o"], received_at=now,
                         timestamp_clamped=row["tc"], created_at=now, updated_at=now) for row in rows]
@@ -109,12 +132,27 @@ def _insert(tenant_id: int, source: str, now: datetime, rows: list[dict]) -> lis
             return [event.pk for event in Event.objects.bulk_create(events)]
         Event.objects.bulk_create(events, ignore_conflicts=True)
         return []
-    sql = _JSON_INSERT + ("RETURNING message_id, id" if source == Event.Source.API
-                          else "ON CONFLICT (tenant_id, message_id) DO NOTHING")
+    sql = _JSON_INSERT.format(conflict="" if source == Event.Source.API
+                              else "ON CONFLICT (tenant_id, message_id) DO NOTHING")
+    params = {"tenant": tenant.pk, "source": source, "now": now}
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"tenant": tenant_id, "source": source, "now": now, "rows": _json(rows)})
-        ids = dict(cursor.fetchall()) if source == Event.Source.API else {}
-    return [ids[row["m"]] for row in rows] if ids else []
+        cursor.execute(sql, {**params, "rows": _json(rows)})
+        found = cursor.fetchall()
+        if any(pk is None for _, pk in found):
+            _resolve_external_ids(tenant, rows)
+            cursor.execute(sql, {**params, "rows": _json(rows)})
+            found = cursor.fetchall()
+    ids = dict(found)
+    return [ids[row["m"]] for row in rows] if source == Event.Source.API else []
+
+
+def _resolve_external_ids(tenant, rows: list[dict]) -> None:
+    """Fill in the recipient id of each row that names its recipient by external id, creating the
+    recipients that do not exist (segments are re-evaluated by the events' consumers)."""
+    named = [row for row in rows if row["r"] is None and row["x"]]
+    ids = recipients_resolve_many(tenant=tenant, external_ids={row["x"] for row in named}, notify=False)
+    for row in named:
+        row["r"] = ids[row["x"]]
 
 
 def _json(rows: list[dict]) -> str:

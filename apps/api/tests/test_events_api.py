@@ -82,6 +82,26 @@ def test_a_batch_is_bulk_inserted(api, tenant):
     assert Recipient.objects.filter(tenant=tenant).count() == 50
 
 
+def test_a_batch_finds_known_and_merged_recipients_and_creates_new_ones(api, tenant):
+    # Known and merged recipients are found by the INSERT itself; a new one makes it insert
+    # nothing, create the recipient and insert again: no event twice, none lost.
+    known = RecipientFactory(tenant=tenant, external_id="known")
+    target = RecipientFactory(tenant=tenant, external_id="target")
+    RecipientFactory(tenant=tenant, external_id="old", merged_into=target)
+    first = post(api, "/api/v1/events/batch", {"events": [
+        {"name": "a", "recipient": "known"}, {"name": "b", "recipient": "old"}]})
+    second = post(api, "/api/v1/events/batch", {"events": [
+        {"name": "c", "recipient": "known"}, {"name": "d", "recipient": "new"},
+        {"name": "e", "recipient": "old"}, {"name": "f", "recipient": "new"}]})
+    assert (first.json()["accepted"], second.json()["accepted"]) == (2, 4)
+    new = Recipient.objects.get(tenant=tenant, external_id="new")
+    assert dict(Event.objects.values_list("name", "recipient_id")) == {
+        "a": known.pk, "b": target.pk, "c": known.pk, "d": new.pk, "e": target.pk, "f": new.pk}
+    assert Event.objects.count() == 6
+    ids = [r["id"] for r in first.json()["results"] + second.json()["results"]]
+    assert [Event.objects.get(pk=pk).name for pk in ids] == ["a", "b", "c", "d", "e", "f"]
+
+
 def test_gzip_bodies_are_accepted(api):
     body = gzip.compress(json.dumps({"name": "zipped", "recipient": "u1"}).encode())
     response = post(api, "/api/v1/events", body, HTTP_CONTENT_ENCODING="gzip")
