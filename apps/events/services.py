@@ -148,8 +148,8 @@ def _prepared(sql: str, params: dict) -> list[tuple]:
     """Run `sql` as a prepared statement of this connection: PostgreSQL plans it once per
     connection instead of at every request, which was half of its CPU for a single event's INSERT
     (0.41-0.54 -> 0.21-0.23 ms, docs/performance.md). Server-side binding, on a psycopg cursor of
-    Django's connection (same transaction); Django's query log does not list it. Behind
-    PgBouncer in transaction mode this needs PgBouncer >= 1.21 (max_prepared_statements)."""
+    Django's connection (same transaction); Django's query log does not list it. Prepared only
+    when the connection allows it (DATABASE_PREPARED_STATEMENTS, config/settings/base.py)."""
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
