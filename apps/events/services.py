@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import orjson
-import psycopg
 from django.conf import settings
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -136,24 +135,15 @@ def _insert(tenant, source: str, now: datetime, rows: list[dict]) -> list[int]:
     sql = _JSON_INSERT.format(conflict="" if source == Event.Source.API
                               else "ON CONFLICT (tenant_id, message_id) DO NOTHING")
     params = {"tenant": tenant.pk, "source": source, "now": now}
-    found = _prepared(sql, {**params, "rows": _json(rows)})
-    if any(pk is None for _, pk in found):
-        _resolve_external_ids(tenant, rows)
-        found = _prepared(sql, {**params, "rows": _json(rows)})
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {**params, "rows": _json(rows)})
+        found = cursor.fetchall()
+        if any(pk is None for _, pk in found):
+            _resolve_external_ids(tenant, rows)
+            cursor.execute(sql, {**params, "rows": _json(rows)})
+            found = cursor.fetchall()
     ids = dict(found)
     return [ids[row["m"]] for row in rows] if source == Event.Source.API else []
-
-
-def _prepared(sql: str, params: dict) -> list[tuple]:
-    """Run `sql` as a prepared statement of this connection: PostgreSQL plans it once per
-    connection instead of at every request, which was half of its CPU for a single event's INSERT
-    (0.41-0.54 -> 0.21-0.23 ms, docs/performance.md). Server-side binding, on a psycopg cursor of
-    Django's connection (same transaction); Django's query log does not list it. Prepared only
-    when the connection allows it (DATABASE_PREPARED_STATEMENTS, config/settings/base.py)."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchall()
 
 
 def _resolve_external_ids(tenant, rows: list[dict]) -> None:

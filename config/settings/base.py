@@ -95,12 +95,6 @@ else:
     # https://docs.djangoproject.com/en/5.2/ref/databases/#persistent-connections
     DATABASES["default"]["CONN_MAX_AGE"] = read("CONN_MAX_AGE", env.int, default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # Django turns psycopg's prepared statements off (for poolers that cannot keep them). Its own
-    # queries bind client-side and are never prepared; the events' INSERT asks to be
-    # (apps.events.services._prepared). `false` turns that off too, for a pooler without
-    # prepared-statement support (PgBouncer < 1.21 in transaction mode).
-    if read("DATABASE_PREPARED_STATEMENTS", env.bool, default=True):
-        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
