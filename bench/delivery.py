@@ -189,10 +189,15 @@ class Bench:
         asyncio.run(self.post_bulk(self.args.messages, send_at="2099-01-01T00:00:00Z"))
 
     def start_web(self, env: dict) -> None:
-        self.start("web", [str(BIN / "granian"), "--interface", "wsgi", "--host", HOST, "--port",
-                           str(self.api_port), "--workers", "2", "--blocking-threads", "4", "--no-ws",
-                           "--log-level", "warning", "config.wsgi:application"], env)
-        self.wait_http(f"http://{HOST}:{self.api_port}/healthz", "granian")
+        if self.args.server == "gunicorn":
+            cmd = [str(BIN / "gunicorn"), "config.wsgi", "-b", f"{HOST}:{self.api_port}", "--worker-class",
+                   "gthread", "--workers", "2", "--threads", "4", "--log-level", "warning"]
+        else:
+            cmd = [str(BIN / "granian"), "--interface", "wsgi", "--host", HOST, "--port", str(self.api_port),
+                   "--workers", "2", "--blocking-threads", "4", "--no-ws", "--log-level", "warning",
+                   "config.wsgi:application"]
+        self.start("web", cmd, env)
+        self.wait_http(f"http://{HOST}:{self.api_port}/healthz", self.args.server)
 
     def vacuum(self) -> None:
         """Every row starts from a vacuumed, analysed database (the PostgreSQL here may run with
@@ -335,7 +340,7 @@ class Bench:
             f"`{' '.join(['.venv/bin/python', 'bench/delivery.py', *sys.argv[1:]])}` — "
             f"{time.strftime('%Y-%m-%d %H:%M')}, commit {commit}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}, {elapsed / 60:.1f} min in all.", "",
-            "granian (WSGI) 2 workers × 4 blocking threads; PostgreSQL and Redis on the same machine; "
+            f"{SERVERS[self.args.server]}; PostgreSQL and Redis on the same machine; "
             "provider = "
             "the local simulator (webhook channel, signed POST). Workers: "
             + "; ".join(f"{name} {d['processes']} × `celery worker -P {' '.join(d['pool'])}` ("
@@ -385,9 +390,15 @@ class Bench:
         log(f"report written to {self.args.output}")
 
 
+SERVERS = {"granian": "granian (WSGI) 2 workers × 4 blocking threads",
+           "gunicorn": "gunicorn 2 gthread workers × 4 threads"}
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="2,000 messages, 10 s latency runs")
+    p.add_argument("--server", choices=["granian", "gunicorn"], default="granian",
+                   help="web server (default granian, as the README runs it; gunicorn gthread to compare)")
     p.add_argument("--messages", type=int, default=10_000)
     p.add_argument("--naive-slow-messages", type=int, default=2_000,
                    help="messages for the naive design at a non-zero latency (default 2000)")

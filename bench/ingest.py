@@ -1147,7 +1147,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="comma-separated from batch, single, healthz (the framework floor)")
     p.add_argument("--batch-rates", type=rates, default=None, help="req/s steps (default 25,50,75,100,150)")
     p.add_argument("--single-rates", type=rates, default=None,
-                   help="req/s steps (default 100,250,375,500,1000)")
+                   help="req/s steps (default 100,250,500,625,750,875,1000)")
     p.add_argument("--healthz-rates", type=rates, default=None, help="req/s steps (default 500,1000)")
     p.add_argument("--duration", type=float, default=None,
                    help="measured seconds per step (default 12; quick 5)")
@@ -1199,7 +1199,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"unknown scenario {s}")
     quick = args.quick
     args.batch_rates = args.batch_rates or ([50, 100] if quick else [25, 50, 75, 100, 150])
-    args.single_rates = args.single_rates or ([250, 500, 1000] if quick else [100, 250, 375, 500, 1000])
+    args.single_rates = args.single_rates or ([250, 500, 1000] if quick
+                                              else [100, 250, 500, 625, 750, 875, 1000])
     args.healthz_rates = args.healthz_rates or ([1000] if quick else [500, 1000])
     args.duration = args.duration or (5.0 if quick else 12.0)
     args.warmup = args.warmup if args.warmup is not None else (2.0 if quick else 3.0)

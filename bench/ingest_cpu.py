@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """CPU per ingest request inside one process: Django's test client posting to the real views
-with production settings against PostgreSQL (no gunicorn, no network, no load generator).
+with production settings against PostgreSQL (no web server, no network, no load generator).
 
     .venv/bin/python bench/ingest_cpu.py batch 200    # Segment /v1/batch, 100 events a request
     .venv/bin/python bench/ingest_cpu.py single 1000  # POST /api/v1/events, one event
@@ -8,7 +8,8 @@ with production settings against PostgreSQL (no gunicorn, no network, no load ge
 
 Recreates the database `signalbox_ingest_cpu`; creates 10,000 recipients first (as
 bench/ingest.py's priming does), warms up, then prints the process CPU and wall time per
-request. What bench/ingest.py measures under load, without the noise of the other processes.
+request, and the CPU the PostgreSQL backend serving it used per request (from /proc). What
+bench/ingest.py measures under load, without the noise of the other processes.
 """
 
 import argparse
@@ -85,12 +86,16 @@ def main() -> None:
     for n in range(100):
         response = go(n)
         assert response.status_code in (200, 202), response.content
-    cpu, wall = time.process_time(), time.perf_counter()
+    from django.db import connection
+
+    backend = connection.connection.info.backend_pid  # the PostgreSQL process serving this one
+    cpu, pg, wall = time.process_time(), process_cpu(backend), time.perf_counter()
     for n in range(args.requests):
         go(n)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    print(f"{args.scenario}: {1000 * cpu / args.requests:.2f} ms CPU, {1000 * wall / args.requests:.2f} ms "
-          f"wall per request ({args.requests} requests)")
+    cpu, pg, wall = (time.process_time() - cpu, process_cpu(backend) - pg, time.perf_counter() - wall)
+    per = 1000 / args.requests
+    print(f"{args.scenario}: {cpu * per:.2f} ms CPU here, {pg * per:.2f} ms in PostgreSQL, "
+          f"{wall * per:.2f} ms wall per request ({args.requests} requests)")
     if args.profile:
         profile = cProfile.Profile()
         profile.enable()
@@ -98,6 +103,12 @@ def main() -> None:
             go(n)
         profile.disable()
         pstats.Stats(profile).sort_stats(args.profile).print_stats(40)
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU a process has used (user + system, from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -8,14 +8,15 @@ The worst ordinary case of docs/policy.md: a tenant with 7 categories, quiet hou
 caps of 10,000 a day and a week, on email and for marketing (so the counts run and pass), and
 10 suppression rules over the recipient's categories that all apply and none fires; a recipient
 with 1,000 messages sent in the last week (and 200 others with the same, so that the table has a
-live one's size). Measured per message, after the claim and before
-rendering: loading the
+live one's size). Measured per message, after the claim and before rendering: loading the
 batch's policy data (PolicyBatch: tenant policy from the per-process cache, preferences and the
 suppression list), eligibility on two channels and timing (quiet hours, the recipient lock and
 one aggregate for rules and caps, the sent_at stamp), each in its own transaction as the
 pipeline runs it. After each message it is marked failed (not timed) so the history stays at
 1,000. Also per message in batches of 50, as `messaging.send` tasks run them: all to that
-recipient, and one to each of 50 of the others (a broadcast's batch).
+recipient, and one to each of 50 of the others (a broadcast's batch). And the floor of one
+message: the statements it was decided with, replayed from a bare psycopg client (what the
+round trips and PostgreSQL cost, whatever the Python).
 
 Needs PostgreSQL on 127.0.0.1:5432 (user `postgres`) and Redis on 127.0.0.1:6379; recreates
 the database `signalbox_policy_bench`. Target: p50 < 1 ms. Writes bench/results/policy-latest.md.
@@ -209,8 +210,32 @@ def run(args: argparse.Namespace) -> str:
         release(messages)
     sql = [q["sql"] for q in queries.captured_queries]
     cases = {"one message per batch": single, "per message, batches of 50 to the recipient": batched,
-             "per message, batches of 50 to 50 recipients with the same history": spread}
+             "per message, batches of 50 to 50 recipients with the same history": spread,
+             "floor of one message: its statements replayed by a bare psycopg client":
+                 replay(sql, args.messages),
+             "floor of one message: the lock's two round trips alone": replay(sql[-2:], args.messages)}
     return report(args, cases, sql, plan_of_count(sql))
+
+
+def replay(queries: list[str], times: int) -> list[float]:
+    """The statements one message was decided with (as sent: client-side binding leaves them
+    complete), replayed `times` times from a bare psycopg connection, one simple query each:
+    no Django, no Python deciding, only the round trips and PostgreSQL's work. The lock's
+    transaction stamps the same released message again, which changes no count."""
+    import psycopg
+    from django.db import connection
+
+    settings = connection.settings_dict
+    timings = []
+    with psycopg.connect(dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"],
+                         port=settings["PORT"], autocommit=True) as conn:
+        cursor = psycopg.ClientCursor(conn)
+        for _ in range(times):
+            started = time.perf_counter()
+            for sql in queries:
+                cursor.execute(sql)
+            timings.append((time.perf_counter() - started) * 1000)
+    return timings
 
 
 def plan_of_count(queries: list[str]) -> str:
