@@ -313,7 +313,8 @@ class Bench:
             row["error"] = f"only {self.count()} of {n} received within {self.args.timeout:.0f} s"
             self.results.append(row)
             return
-        last = max(self.received()[f"msg-{i}"] for i in ids)
+        received = self.received()
+        last = max(received[f"msg-{i}"] for i in ids)
         row["throughput"] = n / (last - started)
         row["api_seconds"] = accepted - started
         if design == "batched" or latency_ms == 0:
