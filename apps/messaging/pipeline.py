@@ -182,6 +182,14 @@ def claim_many(message_ids: list[int]) -> list[Message]:
     """Move due, queued messages to `sending`. Rows are locked with SKIP LOCKED, so of racing
     workers exactly one claims each message."""
     now = clock.now()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM, {"ids": list(message_ids), "now": now, "queued": Status.QUEUED,
+                                    "sending": Status.SENDING})
+            claimed = [row[0] for row in cursor.fetchall()]
+        # Loaded after the claim, outside its statement: the rows are ours now (status sending).
+        return list(Message.objects.select_related("tenant", "recipient").filter(pk__in=claimed)
+                    .order_by("pk")) if claimed else []
     with transaction.atomic():
         messages = list(
             Message.objects.select_for_update(skip_locked=True, of=("self",))
@@ -200,6 +208,28 @@ def claim_many(message_ids: list[int]) -> list[Message]:
     for m in messages:
         m.status, m.updated_at, m.attempts, m.next_attempt_at = Status.SENDING, now, m.attempts + 1, None
     return messages
+
+
+# PostgreSQL: the claim as one statement committing on its own (a lone message's claim took five
+# round trips and three ORM-built statements: a third of its worker CPU). The same steps as the
+# ORM path below it: lock (SKIP LOCKED), move to sending, the timeline entry.
+_CLAIM = """
+    WITH claimed AS (
+        SELECT id FROM messaging_message
+        WHERE id = ANY(%(ids)s::bigint[]) AND status = %(queued)s
+            AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+        ORDER BY id FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE messaging_message AS m SET status = %(sending)s, updated_at = %(now)s,
+            attempts = m.attempts + 1, next_attempt_at = NULL
+        FROM claimed WHERE m.id = claimed.id
+        RETURNING m.id
+    ), timeline AS (
+        INSERT INTO messaging_statusevent (message_id, status, reason_code, reason, detail, created_at)
+        SELECT id, %(sending)s, 'claimed', '', '{}'::jsonb, %(now)s FROM moved
+    )
+    SELECT id FROM moved ORDER BY id
+"""
 
 
 def claim(message_id: int) -> Message | None:
@@ -315,8 +345,8 @@ def record(message: Message, rendered: Rendered, calls: Calls) -> Outcome | None
 
 
 def record_accepted(items: list[tuple[Message, Rendered, Calls]]) -> dict[int, Outcome]:
-    """Accepted sends, in one transaction and a few statements: their attempts and timeline
-    entries in bulk, and the messages still `sending` (the sweeper may have taken one) → `sent`."""
+    """Accepted sends, in one transaction: their attempts and timeline entries in bulk, and the
+    messages still `sending` (the sweeper may have taken one) → `sent`."""
     if not items:
         return {}
     now = clock.now()
@@ -325,45 +355,78 @@ def record_accepted(items: list[tuple[Message, Rendered, Calls]]) -> dict[int, O
         message.provider = calls.accepted.provider.name
         message.provider_message_id = calls.accepted.result.provider_message_id
         message.rendered = {"to": rendered.to, **rendered.content}
-    with transaction.atomic():
-        moved = _mark_sent([message for message, _, _ in items], now)
-        Attempt.objects.bulk_create([attempt_row(message, rendered, call)
-                                     for message, rendered, calls in items for call in calls.made])
-        sent = [message for message, _, _ in items if message.pk in moved]
-        StatusEvent.objects.bulk_create([
-            StatusEvent(message=message, status=Status.SENT, reason_code="accepted_by_provider",
-                        reason=f"Accepted by {message.provider}.", created_at=now) for message in sent])
+    attempts = [attempt_row(message, rendered, call)
+                for message, rendered, calls in items for call in calls.made]
+    messages = [message for message, _, _ in items]
+    moved = _store_accepted(messages, attempts, now)
+    sent = [message for message in messages if message.pk in moved]
     for message in sent:
         message.status, message.updated_at = Status.SENT, now
     return {message.pk: Outcome(Status.SENT) for message in sent}
 
 
-# PostgreSQL: one conditional UPDATE for the whole batch, its per-row values as arrays.
-_MARK_SENT = """
-    UPDATE messaging_message AS m SET status = %(sent)s, updated_at = %(now)s, sent_at = %(now)s,
-        channel = u.channel, provider = u.provider, provider_message_id = u.pmid,
-        rendered = u.rendered::jsonb, template_version_id = u.version
-    FROM unnest(%(ids)s::bigint[], %(channel)s::text[], %(provider)s::text[], %(pmid)s::text[],
-        %(rendered)s::text[], %(version)s::bigint[]) AS u(id, channel, provider, pmid, rendered, version)
-    WHERE m.id = u.id AND m.status = %(sending)s
-    RETURNING m.id
+# PostgreSQL: one statement, committing on its own, for the whole batch, its per-row values as
+# arrays: the messages still `sending` → `sent` with their send fields, every attempt, and a
+# timeline entry for each message moved (five round trips and two ORM-built INSERTs before).
+_STORE_ACCEPTED = """
+    WITH moved AS (
+        UPDATE messaging_message AS m SET status = %(sent)s, updated_at = %(now)s, sent_at = %(now)s,
+            channel = u.channel, provider = u.provider, provider_message_id = u.pmid,
+            rendered = u.rendered::jsonb, template_version_id = u.version
+        FROM unnest(%(ids)s::bigint[], %(channel)s::text[], %(provider)s::text[], %(pmid)s::text[],
+            %(rendered)s::text[], %(version)s::bigint[]) AS u(id, channel, provider, pmid, rendered, version)
+        WHERE m.id = u.id AND m.status = %(sending)s
+        RETURNING m.id, m.provider
+    ), attempts AS (
+        INSERT INTO messaging_attempt (message_id, channel, provider, outcome, request_summary,
+            response_code, response_excerpt, error_class, provider_message_id, duration_ms, created_at)
+        SELECT message_id, channel, provider, outcome, summary::jsonb, code, excerpt, error, pmid,
+            duration, created
+        FROM unnest(%(a_message)s::bigint[], %(a_channel)s::text[], %(a_provider)s::text[],
+            %(a_outcome)s::text[], %(a_summary)s::text[], %(a_code)s::int[], %(a_excerpt)s::text[],
+            %(a_error)s::text[], %(a_pmid)s::text[], %(a_duration)s::int[], %(a_created)s::timestamptz[])
+            WITH ORDINALITY AS a(message_id, channel, provider, outcome, summary, code, excerpt, error,
+                                 pmid, duration, created, n)
+        ORDER BY n
+    ), timeline AS (
+        INSERT INTO messaging_statusevent (message_id, status, reason_code, reason, detail, created_at)
+        SELECT id, %(sent)s, 'accepted_by_provider', 'Accepted by ' || provider || '.', '{}'::jsonb, %(now)s
+        FROM moved ORDER BY id
+    )
+    SELECT id FROM moved
 """
 
 
-def _mark_sent(messages: list[Message], now: datetime) -> set[int]:
-    """`sending` → `sent` with each message's send fields; the ids that moved."""
+def _store_accepted(messages: list[Message], attempts: list[Attempt], now: datetime) -> set[int]:
+    """`sending` → `sent` with each message's send fields, the attempts and the timeline entries of
+    the messages that moved; the ids that moved."""
     assert Status.SENT in TRANSITIONS[Status.SENDING]
     if connection.vendor != "postgresql":
         fields = ["channel", "provider", "provider_message_id", "rendered", "template_version_id"]
-        return {m.pk for m in messages if Message.objects.filter(pk=m.pk, status=Status.SENDING).update(
-            status=Status.SENT, updated_at=now, sent_at=now, **{f: getattr(m, f) for f in fields})}
+        with transaction.atomic():
+            moved = {m.pk for m in messages if Message.objects.filter(pk=m.pk, status=Status.SENDING).update(
+                status=Status.SENT, updated_at=now, sent_at=now, **{f: getattr(m, f) for f in fields})}
+            Attempt.objects.bulk_create(attempts)
+            StatusEvent.objects.bulk_create([
+                StatusEvent(message=m, status=Status.SENT, reason_code="accepted_by_provider",
+                            reason=f"Accepted by {m.provider}.", created_at=now)
+                for m in messages if m.pk in moved])
+        return moved
     with connection.cursor() as cursor:
-        cursor.execute(_MARK_SENT, {
+        cursor.execute(_STORE_ACCEPTED, {
             "sent": Status.SENT, "sending": Status.SENDING, "now": now, "ids": [m.pk for m in messages],
             "channel": [m.channel for m in messages], "provider": [m.provider for m in messages],
             "pmid": [m.provider_message_id for m in messages],
             "rendered": [json.dumps(m.rendered) for m in messages],
-            "version": [m.template_version_id for m in messages]})
+            "version": [m.template_version_id for m in messages],
+            "a_message": [a.message_id for a in attempts], "a_channel": [a.channel for a in attempts],
+            "a_provider": [a.provider for a in attempts], "a_outcome": [a.outcome for a in attempts],
+            "a_summary": [json.dumps(a.request_summary) for a in attempts],
+            "a_code": [a.response_code for a in attempts],
+            "a_excerpt": [a.response_excerpt for a in attempts],
+            "a_error": [a.error_class for a in attempts],
+            "a_pmid": [a.provider_message_id for a in attempts],
+            "a_duration": [a.duration_ms for a in attempts], "a_created": [a.created_at for a in attempts]})
         return {row[0] for row in cursor.fetchall()}
 
 

@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.core import clock
+from apps.delivery.breaker import Breakers
 from apps.delivery.models import ProviderConfig
 from apps.delivery.providers import registry
 from apps.delivery.providers.base import Provider, ProviderError, ProviderResult
@@ -201,6 +202,34 @@ def test_scheduled_messages_are_released_when_due(tenant, clock_travel, django_c
     assert pipeline.message_send(message_id=msg.pk).status == Status.SENT
 
 
+def test_accepted_sends_are_stored_together_and_a_message_taken_back_is_not_moved(tenant):
+    """record_accepted: every call's attempt in order, and `sent` (with its timeline entry) only
+    for the messages still `sending` — here the rescue took one back while its call ran."""
+    configs = [provider(tenant, "primary"), provider(tenant, "secondary", position=1)]
+    first, second = message(tenant), message(tenant, email="bo@example.com")
+    script["primary:ada@example.com"] = [ProviderError("503 from provider", response_code=503)]
+    breakers = Breakers([(tenant.pk, c.pk) for c in configs])
+    items = []
+    for claimed in pipeline.claim_many([first.pk, second.pk]):
+        rendered = pipeline.render(claimed, "email")
+        items.append((claimed, rendered, pipeline.call_providers(claimed, rendered, configs, breakers)))
+    Message.objects.filter(pk=second.pk).update(status=Status.QUEUED)  # as messages_rescue_stuck does
+    assert pipeline.record_accepted(items) == {first.pk: pipeline.Outcome(Status.SENT)}
+    first.refresh_from_db()
+    assert (first.status, first.channel, first.provider, first.provider_message_id, first.rendered) == (
+        "sent", "email", "secondary", "secondary-1",
+        {"to": "ada@example.com", "subject": "Hi", "text": "Hello"})
+    assert [(a.provider, a.outcome, a.response_code, a.error_class, a.request_summary, a.channel)
+            for a in first.attempt_rows.all()] == [
+        ("primary", "retryable", 503, "ProviderError", {"to": "ada@example.com"}, "email"),
+        ("secondary", "accepted", 202, "", {}, "email")]
+    assert first.timeline.last().reason == "Accepted by secondary."
+    assert first.sent_at == first.timeline.last().created_at
+    second.refresh_from_db()
+    assert (second.status, statuses(second)) == ("queued", ["queued", "sending"])
+    assert [(a.provider, a.outcome) for a in second.attempt_rows.all()] == [("primary", "accepted")]
+
+
 def test_a_message_stuck_in_sending_is_rescued(tenant, clock_travel, settings):
     settings.SIGNALBOX_MESSAGE_STUCK_SECONDS = 60
     provider(tenant, "primary")
@@ -265,10 +294,11 @@ def test_a_batch_is_sent_together_and_its_uncommon_paths_one_by_one(tenant):
     with CaptureQueriesContext(connection) as queries:
         pipeline.messages_send(message_ids=[m.pk for m in plain])  # the common path, in bulk
     # A few statements for the batch (SQLite: one UPDATE per message); the cache is not counted.
-    # Policy reads 2 per batch (preferences, the suppression list) and, on a cold cache as here,
-    # 5 more for the tenant's categories, settings, rules, flag rules and caps.
+    # On PostgreSQL: the claim, loading the claimed, policy's one round trip per batch (preferences,
+    # the suppression list) and, on a cold cache as here, 5 more for the tenant's categories,
+    # settings, rules, flag rules and caps; then one statement storing the accepted sends.
     counted = [q for q in queries.captured_queries if "signalbox_cache" not in q["sql"]]
-    assert len(counted) <= (19 if connection.vendor == "postgresql" else 19 + len(plain)), counted
+    assert len(counted) <= (11 if connection.vendor == "postgresql" else 19 + len(plain)), counted
     assert Message.objects.filter(pk__in=[m.pk for m in plain], status=Status.SENT).count() == 20
     outcomes = pipeline.messages_send(message_ids=ids)
     assert {pk: o.status for pk, o in outcomes.items()} == {
