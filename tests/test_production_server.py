@@ -94,3 +94,15 @@ def test_the_native_api_answers_through_granian(granian):
 
 def test_the_admin_login_page_is_served_by_granian(granian):
     assert _get(f"{granian}/admin/login/") == 200
+
+
+def test_the_wsgi_module_loads_the_views_and_freezes_what_it_loaded():
+    # A fresh interpreter, as a granian worker imports it: the URLconf is loaded before the first
+    # request, and everything loaded is out of the garbage collector's scans (config/wsgi.py).
+    script = ("import gc, sys; import config.wsgi; from django.conf import settings; "
+              "print(settings.ROOT_URLCONF in sys.modules, 'apps.api.v1.views' in sys.modules, "
+              "gc.get_freeze_count())")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}).stdout.split()
+    assert out[:2] == ["True", "True"]
+    assert int(out[2]) > 100_000
