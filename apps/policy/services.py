@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
-from django.utils.dateparse import parse_datetime
 
 from apps.core import clock
 from apps.messaging.models import HOLDS_SLOT, TRANSITIONS, Channel, Message, Status, StatusEvent
@@ -262,7 +261,9 @@ def _rollback(cursor) -> None:
 
 
 def _aware(value: str) -> datetime:
-    parsed = parse_datetime(value)
+    """A timestamp the aggregate gave as text: PostgreSQL's ISO output (with its offset) or
+    SQLite's (UTC, without one)."""
+    parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -288,9 +289,12 @@ class _Recent:
         self.periods = sorted({cap.period for check in checks for cap in check.caps})
         spans = ([timedelta(minutes=r.window_minutes) for check in checks for r in check.rules]
                  + [WINDOWS[p] for p in self.periods])
-        columns, params = ["recipient_id", "category", "channel", "MAX(sent_at)"], []
+        # Timestamps as text, parsed by datetime.fromisoformat: the driver's loader (Django's, in
+        # Python) took longer than the aggregate's rows were worth (bench/policy.py).
+        columns, params = ["recipient_id", "category", "channel", "CAST(MAX(sent_at) AS text)"], []
         for period in self.periods:
-            columns += ["COUNT(*) FILTER (WHERE sent_at > %s)", "MIN(sent_at) FILTER (WHERE sent_at > %s)"]
+            columns += ["COUNT(*) FILTER (WHERE sent_at > %s)",
+                        "CAST(MIN(sent_at) FILTER (WHERE sent_at > %s) AS text)"]
             params += [now - WINDOWS[period]] * 2
         tenants = sorted({c.message.tenant_id for c in checks})
         recipients = sorted({c.message.recipient_id for c in checks})
@@ -305,9 +309,8 @@ class _Recent:
     def by_recipient(self, rows) -> dict[int, list]:
         """recipient id → its rows (category, channel, latest, then count and oldest per period)."""
         found = {}
-        for recipient_id, *row in rows:
-            if connection.vendor != "postgresql":  # SQLite hands back its text timestamps
-                row = [_aware(v) if isinstance(v, str) and i > 1 else v for i, v in enumerate(row)]
+        for recipient_id, category, channel, *rest in rows:
+            row = [category, channel, *[_aware(v) if isinstance(v, str) else v for v in rest]]
             found.setdefault(recipient_id, []).append(row)
         return found
 
