@@ -82,18 +82,23 @@ def messages_send(*, message_ids: list[int]) -> dict[int, Outcome]:
     """Queued messages through the pipeline together; message id → outcome, for those this
     worker claimed."""
     messages = claim_many(message_ids)
+    if not messages:
+        return {}
     lookup = ProviderLookup()
     providers = {message.pk: {} if message.test_mode else {
         channel: lookup(tenant=message.tenant, channel=channel) for channel in message.channels}
         for message in messages}
     breakers = Breakers((message.tenant_id, config.pk) for message in messages
                         for configs in providers[message.pk].values() for config in configs)
-    policy = PolicyBatch(messages, ADDRESS) if messages else None
-    choices = {m.pk: eligibility(m, providers[m.pk], breakers, policy) for m in messages}
-    channels = {m.pk: route(m, choices[m.pk]) for m in messages}
-    # timing (quiet hours, rules, caps) for the batch at once: one transaction under the recipients' locks
-    held = policy.timing_many([(m, channels[m.pk]) for m in messages
-                               if channels[m.pk] is not None and not expired(m)]) if messages else {}
+    policy = PolicyBatch(messages, ADDRESS)  # may hold the recipients' locks until timing_many
+    try:
+        choices = {m.pk: eligibility(m, providers[m.pk], breakers, policy) for m in messages}
+        channels = {m.pk: route(m, choices[m.pk]) for m in messages}
+        # timing (quiet hours, rules, caps) for the batch at once: one transaction under the recipients' locks
+        held = policy.timing_many([(m, channels[m.pk]) for m in messages
+                                   if channels[m.pk] is not None and not expired(m)])
+    finally:
+        policy.close()
     outcomes = {pk: Outcome(status) for pk, status in held.items() if status is not None}
     ready = []
     for message in messages:

@@ -95,6 +95,16 @@ class PolicyLookup:
             PolicyLookup._found, PolicyLookup._version = {}, version
         self.found = PolicyLookup._found if version is not None else {}
 
+    @staticmethod
+    def cached(tenant_ids) -> dict[int, TenantPolicy] | None:
+        """The policies this process holds for these tenants, of whatever version it read last
+        (None unless it holds them all): to build a batch's statements before the round trip
+        that reads the version. Compare with what PolicyLookup(version) then gives."""
+        found = PolicyLookup._found
+        if PolicyLookup._version is None or not all(pk in found for pk in tenant_ids):
+            return None
+        return {pk: found[pk] for pk in tenant_ids}
+
     def __call__(self, *, tenant) -> TenantPolicy:
         if tenant.pk not in self.found:
             self.found[tenant.pk] = tenant_policy_load(tenant=tenant)
@@ -130,31 +140,46 @@ def preferences_and_suppressed_for_many(*, recipient_ids, pairs) -> tuple[
         dict[int, PreferenceRow], set[tuple[int, str, str]], int | None]:
     """The recipients' preferences, of (tenant id, channel, address) triples those on their
     tenant's suppression list, and the policy version: what every batch reads. On PostgreSQL the
-    three queries go in one round trip, in plain SQL (the ORM's building of them cost more than
-    running them: bench/policy.py)."""
-    recipient_ids, pairs = list(set(recipient_ids)), {p for p in pairs if p[2]}
-    tenant_ids, addresses = list({t for t, _, _ in pairs}), list({a for _, _, a in pairs})
+    three queries go in one round trip (BatchReads)."""
     if connection.vendor != "postgresql":
+        recipient_ids, pairs = list(set(recipient_ids)), {p for p in pairs if p[2]}
         preferences = Preference.objects.filter(recipient_id__in=recipient_ids).values_list(
             "recipient_id", *PreferenceRow._fields)
-        listed = SuppressedAddress.objects.filter(tenant_id__in=tenant_ids, address__in=addresses
-                                                  ).values_list("tenant_id", "channel", "address")
+        listed = SuppressedAddress.objects.filter(
+            tenant_id__in={t for t, _, _ in pairs}, address__in={a for _, _, a in pairs}
+        ).values_list("tenant_id", "channel", "address")
         return _preference_rows(preferences), set(listed) & pairs, policy_version()
-    # Built from constants only (column and table names); every value is a parameter.
-    sql = (f"SELECT recipient_id, {', '.join(PreferenceRow._fields)} FROM {Preference._meta.db_table} "  # noqa: S608
-           "WHERE recipient_id = ANY(%s); "
-           f"SELECT tenant_id, channel, address FROM {SuppressedAddress._meta.db_table} "
-           "WHERE tenant_id = ANY(%s) AND address = ANY(%s); "
-           f"SELECT value FROM {PolicyVersion._meta.db_table} WHERE id = 1")
+    reads = BatchReads(recipient_ids=recipient_ids, pairs=pairs)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [recipient_ids, tenant_ids, addresses])
+        cursor.execute(reads.sql, reads.params)
+        return reads.load(cursor)
+
+
+class BatchReads:
+    """preferences_and_suppressed_for_many's three queries on PostgreSQL, in plain SQL (the ORM's
+    building of them cost more than running them: bench/policy.py), to send alone or after other
+    statements in the same round trip (the recipient lock: apps.policy.services)."""
+
+    def __init__(self, *, recipient_ids, pairs):
+        self.pairs = {p for p in pairs if p[2]}
+        # Built from constants only (column and table names); every value is a parameter.
+        self.sql = (f"SELECT recipient_id, {', '.join(PreferenceRow._fields)} "  # noqa: S608
+                    f"FROM {Preference._meta.db_table} WHERE recipient_id = ANY(%s); "
+                    f"SELECT tenant_id, channel, address FROM {SuppressedAddress._meta.db_table} "
+                    "WHERE tenant_id = ANY(%s) AND address = ANY(%s); "
+                    f"SELECT value FROM {PolicyVersion._meta.db_table} WHERE id = 1")
+        self.params = [list(set(recipient_ids)), list({t for t, _, _ in self.pairs}),
+                       list({a for _, _, a in self.pairs})]
+
+    def load(self, cursor) -> tuple[dict[int, PreferenceRow], set[tuple[int, str, str]], int | None]:
+        """The three results, from a cursor on the first of them."""
         preferences = cursor.fetchall()
         cursor.nextset()
         listed = cursor.fetchall()
         cursor.nextset()
         version = cursor.fetchone()
-    return (_preference_rows(preferences), {tuple(row) for row in listed} & pairs,
-            version[0] if version else None)
+        return (_preference_rows(preferences), {tuple(row) for row in listed} & self.pairs,
+                version[0] if version else None)
 
 
 def _preference_rows(rows) -> dict[int, PreferenceRow]:

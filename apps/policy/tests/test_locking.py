@@ -1,13 +1,25 @@
-"""The recipient lock's transaction (services._under_recipient_lock): committed when messages
-pass, rolled back — never left open — when deciding fails."""
+"""The recipient lock's transaction (services._under_recipient_lock, and PolicyBatch's early
+lock): committed when messages pass, rolled back — never left open — when deciding fails."""
+
+import uuid
+from datetime import UTC, datetime, time
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.core import clock
+from apps.delivery.models import ProviderConfig
+from apps.messaging import pipeline
 from apps.messaging.models import Message
+from apps.messaging.pipeline import ADDRESS, claim
+from apps.messaging.services import message_create
 from apps.policy import services
+from apps.policy.models import PolicySettings
+from apps.policy.selectors import PolicyLookup, policy_version
+from apps.policy.tests.factories import PolicySettingsFactory
 from apps.recipients.tests.factories import RecipientFactory
+from apps.tenants.tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)  # as the pipeline runs it: no outer transaction
 
@@ -39,6 +51,16 @@ def test_a_message_that_passes_is_stamped_and_the_transaction_committed():
     assert stamped.channel == "sms" and stamped.sent_at is not None
 
 
+def test_messages_passing_on_different_channels_are_each_stamped_with_their_own():
+    recipient = RecipientFactory()
+    first, second = message_for(recipient), Message.objects.create(
+        tenant=recipient.tenant, recipient=recipient, channels=["email", "sms"], dedupe_key="lock:second")
+    lock(first, "SELECT 1", [], lambda rows: [(first.pk, "sms"), (second.pk, "email")])
+    assert {m.pk: m.channel for m in Message.objects.filter(sent_at__isnull=False)} == {
+        first.pk: "sms", second.pk: "email"}
+    assert not in_transaction()
+
+
 def test_a_message_that_does_not_pass_is_not_stamped():
     message = message_for(RecipientFactory())
     passed = lock(message, "SELECT 1", [], lambda rows: [])
@@ -59,3 +81,90 @@ def test_an_error_while_deciding_rolls_back_and_leaves_no_transaction_open():
     assert Message.objects.get(pk=message.pk).channel == ""
     # The connection is usable and the lock released: the next decision goes through.
     assert lock(message, "SELECT 1", [], lambda rows: [(message.pk, "sms")])
+
+
+# PolicyBatch takes the lock itself, with its reads, when the tenant's policy (cached in this
+# process) has rules or caps: the pipeline decides a lone message in two round trips.
+
+postgresql_only = pytest.mark.skipif("connection.vendor != 'postgresql'",
+                                     reason="the early lock is PostgreSQL's path")
+
+
+@pytest.fixture
+def capped():
+    """A recipient whose tenant caps messages at 2 a day, its policy cached as a worker has it
+    after its first batch."""
+    tenant = TenantFactory()
+    ProviderConfig.objects.create(tenant=tenant, name="mail", channel="email", kind="log")
+    PolicySettingsFactory(tenant=tenant, cap_per_day=2)
+    recipient = RecipientFactory(tenant=tenant)
+    PolicyLookup(policy_version())(tenant=tenant)
+    return recipient
+
+
+def queued(recipient):
+    return message_create(message=Message(
+        tenant=recipient.tenant, recipient=recipient, channels=["email"], dedupe_key=f"early:{uuid.uuid4()}",
+        content={"email": {"subject": "Hi", "text": "Hello"}}))
+
+
+def sent_through_the_pipeline(recipient):
+    message = queued(recipient)
+    pipeline.message_send(message_id=message.pk)
+    message.refresh_from_db()
+    return message
+
+
+@postgresql_only
+def test_a_lone_message_is_decided_in_two_round_trips_and_the_cap_still_counts(capped):
+    message = claim(queued(capped).pk)
+    with CaptureQueriesContext(connection) as queries:
+        batch = services.PolicyBatch([message], ADDRESS)
+        assert in_transaction()  # locked, counted and read in one round trip
+        assert batch.timing_many([(message, "email")]) == {message.pk: None}
+    assert len(queries) == 2 and queries[0]["sql"].startswith("BEGIN")
+    assert not in_transaction()
+    assert Message.objects.get(pk=message.pk).sent_at is not None  # its slot, taken
+    # The slots taken this way are counted: the third message of the day waits.
+    assert sent_through_the_pipeline(capped).status == "sent"
+    third = sent_through_the_pipeline(capped)
+    assert third.status == "scheduled" and third.timeline.last().reason_code == "frequency_cap"
+
+
+@postgresql_only
+def test_an_error_between_the_reads_and_timing_rolls_back_and_releases_the_lock(capped, monkeypatch):
+    message = queued(capped)
+
+    def fails(message, decisions):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(pipeline, "route", fails)
+    with pytest.raises(RuntimeError):
+        pipeline.message_send(message_id=message.pk)
+    assert not in_transaction()
+    monkeypatch.undo()
+    # Released: the next message for this recipient is decided (and sent) at once.
+    assert sent_through_the_pipeline(capped).status == "sent"
+
+
+@postgresql_only
+def test_a_policy_edited_since_this_process_cached_it_is_the_one_applied(capped):
+    assert sent_through_the_pipeline(capped).status == "sent"
+    settings = PolicySettings.objects.get(tenant=capped.tenant)
+    settings.cap_per_week = 1  # a period the cached policy did not count
+    settings.save()
+    second = sent_through_the_pipeline(capped)
+    assert second.status == "scheduled"
+    assert "1 per week" in second.timeline.last().reason
+
+
+@postgresql_only
+def test_quiet_hours_hold_a_message_after_the_lock_is_released(capped, clock_travel):
+    settings = PolicySettings.objects.get(tenant=capped.tenant)
+    settings.quiet_start, settings.quiet_end = time(21), time(8)
+    settings.save()
+    PolicyLookup(policy_version())(tenant=capped.tenant)  # cached again, as edited
+    clock_travel(seconds=(datetime(2030, 1, 15, 22, 0, tzinfo=UTC) - clock.now()).total_seconds())
+    message = sent_through_the_pipeline(capped)
+    assert message.status == "scheduled" and message.timeline.last().reason_code == "quiet_hours"
+    assert not in_transaction()
