@@ -21,3 +21,8 @@ def _publish(task, args, kwargs) -> None:
 def enqueue_on_commit(task, *args, **kwargs) -> None:
     """Publish `task(*args, **kwargs)` once the current transaction commits; never raises."""
     transaction.on_commit(partial(_publish, task, args, kwargs), robust=True)
+
+
+def enqueue_now(task, *args, **kwargs) -> None:
+    """Publish `task(*args, **kwargs)` at once (outside any transaction); never raises."""
+    _publish(task, args, kwargs)

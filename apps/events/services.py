@@ -2,6 +2,9 @@
 
 import json
 import logging
+import os
+import threading
+import time
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -15,7 +18,7 @@ from django.utils.module_loading import import_string
 
 from apps.core import clock
 from apps.core.cache import cache_add
-from apps.core.queue import enqueue_on_commit
+from apps.core.queue import enqueue_now, enqueue_on_commit
 from apps.events.models import Event
 from apps.recipients.services import recipients_resolve_many
 
@@ -84,7 +87,7 @@ def events_record(*, tenant, source: str, drafts: list[EventDraft]) -> list[int]
     # commits by itself, without the two round trips of BEGIN and COMMIT.
     with nullcontext() if connection.vendor == "postgresql" else transaction.atomic():
         ids = _insert(tenant, source, received_at, rows)
-    transaction.on_commit(events_drain_wake_up, robust=True)  # at once when that was the commit
+    transaction.on_commit(events_drain_wake_up_soon, robust=True)  # at once when that was the commit
     return ids
 
 
@@ -171,9 +174,59 @@ def events_drain_wake_up(*, force: bool = False) -> None:
     committed before this call is always seen (events_drain)."""
     from apps.events.tasks import drain_events
 
-    # None: the cache is down; publish anyway (if the broker is down too, the tick catches up).
-    if cache_add(DRAIN_FLAG, 1, DRAIN_FLAG_SECONDS) is not False or force:
+    if _drain_wanted() or force:
         enqueue_on_commit(drain_events)
+
+
+def _drain_wanted() -> bool:
+    """Set the drain flag: whether it was not set (no drain scheduled). None from the cache: it
+    is down; publish anyway (if the broker is down too, the tick catches up)."""
+    return cache_add(DRAIN_FLAG, 1, DRAIN_FLAG_SECONDS) is not False
+
+
+class _DrainWakeUp:
+    """events_drain_wake_up after each commit of events, coalesced per process: the request only
+    marks that it committed some, and a daemon thread of the process (started on first use, and
+    again in a forked child) calls events_drain_wake_up for all those marked since its last call,
+    at most once every SIGNALBOX_EVENT_WAKE_UP_SECONDS. So a wake-up still follows every commit,
+    within that delay, for a fraction of the Redis round trips under load (the SET NX was 13 % of
+    a single event's CPU: bench/ingest_cpu.py). If the process dies in between, the tick's
+    events_requeue_unprocessed schedules the drain, as for a lost task. 0: at once, in the caller."""
+
+    def __init__(self):
+        self._due, self._lock, self._pid = threading.Event(), threading.Lock(), 0
+
+    def __call__(self) -> None:
+        if settings.SIGNALBOX_EVENT_WAKE_UP_SECONDS <= 0:
+            events_drain_wake_up()
+            return
+        if self._pid != os.getpid():
+            self._start()
+        self._due.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._due = threading.Event()  # not one a parent's thread may have held at the fork
+                threading.Thread(target=self._run, args=(self._due,), name="events-drain-wake-up",
+                                 daemon=True).start()
+                self._pid = os.getpid()
+
+    def _run(self, due: threading.Event) -> None:
+        from apps.events.tasks import drain_events
+
+        while True:
+            due.wait()
+            due.clear()  # before the wake-up: a commit marked after this gets the next one
+            try:
+                if _drain_wanted():  # as events_drain_wake_up, with no transaction (nor connection) here
+                    enqueue_now(drain_events)
+            except Exception:
+                logger.exception("scheduling an events drain failed; the tick will catch up")
+            time.sleep(settings.SIGNALBOX_EVENT_WAKE_UP_SECONDS)
+
+
+events_drain_wake_up_soon = _DrainWakeUp()
 
 
 def events_drain() -> int:

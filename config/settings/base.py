@@ -284,6 +284,11 @@ SIGNALBOX_JOURNEY_DUE_BATCH = read("SIGNALBOX_JOURNEY_DUE_BATCH", env.int, defau
 SIGNALBOX_BROADCAST_PAGE = read("SIGNALBOX_BROADCAST_PAGE", env.int, default=2000)
 SIGNALBOX_BROADCAST_STALL_SECONDS = read("SIGNALBOX_BROADCAST_STALL_SECONDS", env.int, default=60)
 SIGNALBOX_BROADCAST_PROGRESS_SECONDS = 3
+# The drain's wake-up after events are committed is coalesced per process: at most one every
+# this many seconds (apps.events.services._DrainWakeUp); 0: one per commit, in the request (the
+# default without Redis, whose database cache would give the waking thread its own connection).
+SIGNALBOX_EVENT_WAKE_UP_SECONDS = read("SIGNALBOX_EVENT_WAKE_UP_SECONDS", env.float,
+                                       default=0.01 if REDIS_URL else 0)
 # An event still unprocessed this long after it was received is re-enqueued by the tick.
 SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS = read("SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS", env.int, default=60)
 # Delivery: attempts before a message fails; exponential back-off with full jitter between them.

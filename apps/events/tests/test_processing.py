@@ -1,5 +1,8 @@
 """Committed events reach their consumers once, and lost processing tasks are re-enqueued."""
 
+import threading
+import time
+
 import pytest
 from django.db import OperationalError
 
@@ -128,3 +131,41 @@ def test_an_event_whose_recipient_row_is_gone_is_skipped_by_the_real_consumers(s
     assert services.events_process(event_ids=[orphan.pk, fine.pk]) == 2
     assert not Event.objects.filter(processed_at__isnull=True).exists()
     assert list(JourneyRun.objects.values_list("recipient_id", flat=True)) == [fine.recipient_id]
+
+
+def wait_for(condition, seconds=2.0):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return condition()
+
+
+def test_commits_close_together_share_a_wake_up_and_none_is_left_without_one(settings, monkeypatch):
+    settings.SIGNALBOX_EVENT_WAKE_UP_SECONDS = 0.2
+    flag, set_nx, published = set(), [], []
+
+    def drain_wanted():  # the cache's SET NX of the drain flag
+        set_nx.append(1)
+        wanted = not flag
+        flag.add(1)
+        return wanted
+
+    monkeypatch.setattr(services, "_drain_wanted", drain_wanted)
+    monkeypatch.setattr(services, "enqueue_now", lambda task: published.append(task.name))
+    wake_up = services._DrainWakeUp()
+    for _ in range(50):  # 50 requests' commits within a few ms
+        wake_up()
+    assert wait_for(lambda: published == ["events.drain"])  # the drain task, published by the thread
+    time.sleep(0.3)
+    assert published == ["events.drain"] and len(set_nx) <= 2  # one more SET NX at most, for the rest
+    flag.clear()  # the drain ran and cleared the flag…
+    wake_up()  # …so the next commit, even alone, gets its own drain
+    assert wait_for(lambda: published == ["events.drain"] * 2)
+
+
+def test_without_a_delay_the_wake_up_is_the_callers(settings, monkeypatch):
+    settings.SIGNALBOX_EVENT_WAKE_UP_SECONDS = 0
+    calls = []
+    monkeypatch.setattr(services, "events_drain_wake_up", lambda: calls.append(threading.get_ident()))
+    services._DrainWakeUp()()
+    assert calls == [threading.get_ident()]
