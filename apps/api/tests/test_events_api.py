@@ -39,6 +39,19 @@ def test_an_event_is_stored_before_202_with_its_recipient(
     assert len(callbacks) == 1  # processing is scheduled after commit
 
 
+def test_a_single_event_finds_its_recipient_known_merged_or_new(api, tenant):
+    known = RecipientFactory(tenant=tenant, external_id="known")
+    target = RecipientFactory(tenant=tenant, external_id="target")
+    RecipientFactory(tenant=tenant, external_id="old", merged_into=target)
+    ids = [post(api, "/api/v1/events", {"name": name, "recipient": to, "properties": {"n": 2 ** 70}}
+                ).json()["id"] for name, to in [("a", "known"), ("b", "old"), ("c", "new"), ("d", "new")]]
+    new = Recipient.objects.get(tenant=tenant, external_id="new")
+    stored = Event.objects.filter(pk__in=ids).order_by("pk")
+    assert [(e.name, e.recipient_id) for e in stored] == [
+        ("a", known.pk), ("b", target.pk), ("c", new.pk), ("d", new.pk)]
+    assert all(e.properties == {"n": 2 ** 70} for e in stored)  # beyond 64 bits: the json module
+
+
 def test_an_inline_profile_is_upserted(api, tenant):
     RecipientFactory(tenant=tenant, external_id="user-1", attributes={"plan": "free", "x": 1})
     response = post(api, "/api/v1/events", {"name": "upgraded", "recipient": {
