@@ -28,9 +28,11 @@ logger = logging.getLogger(__name__)
 FUTURE_TOLERANCE = timedelta(minutes=5)
 DRAIN_BATCH = 500
 DRAIN_FLAG = "signalbox:events-drain-scheduled"
-# A drain lost before it cleared the flag blocks new ones for at most this long (and the tick's
-# events_requeue_unprocessed forces one after SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS anyway).
-DRAIN_FLAG_SECONDS = 30
+# A drain lost before it cleared the flag (or a process stopped between setting it and publishing
+# the drain) blocks new ones for at most this long (and the tick's events_requeue_unprocessed
+# forces one after SIGNALBOX_EVENT_REQUEUE_AFTER_SECONDS anyway). A drain waiting longer than this
+# in a busy queue only means a second one is published.
+DRAIN_FLAG_SECONDS = 5
 
 
 @dataclass
@@ -220,19 +222,23 @@ def _drain_wanted() -> bool:
 
 
 class _DrainWakeUp:
-    """events_drain_wake_up after each commit of events, coalesced per process: the request only
-    marks that it committed some, and a daemon thread of the process (started on first use, and
-    again in a forked child) calls events_drain_wake_up for all those marked since its last call,
-    at most once every SIGNALBOX_EVENT_WAKE_UP_SECONDS. So a wake-up still follows every commit,
-    within that delay, for a fraction of the Redis round trips under load (the SET NX was 13 % of
-    a single event's CPU: bench/ingest_cpu.py). If the process dies in between, the tick's
-    events_requeue_unprocessed schedules the drain, as for a lost task. 0: at once, in the caller."""
+    """events_drain_wake_up after each commit of events, coalesced per process under load: a
+    commit more than SIGNALBOX_EVENT_WAKE_UP_SECONDS after this process's last wake-up calls it at
+    once (so a lone event is never left to a thread); one sooner only marks that it needs one,
+    and a daemon thread of the process (started on first use, again in a forked child) calls it
+    for all those marked, that long after the last. A wake-up still follows every commit, within
+    that delay, for a fraction of the Redis round trips under load (the SET NX was 13 % of a
+    single event's CPU: bench/ingest_cpu.py). Marks not yet served when the process is stopped
+    are served by the next drain of any process (a drain takes every unprocessed event), or by
+    the tick's events_requeue_unprocessed. 0: always at once."""
 
     def __init__(self):
-        self._due, self._lock, self._pid = threading.Event(), threading.Lock(), 0
+        self._due, self._lock, self._pid, self._last = threading.Event(), threading.Lock(), 0, 0.0
 
     def __call__(self) -> None:
-        if settings.SIGNALBOX_EVENT_WAKE_UP_SECONDS <= 0:
+        interval, now = settings.SIGNALBOX_EVENT_WAKE_UP_SECONDS, time.monotonic()
+        if now - self._last >= interval:
+            self._last = now
             events_drain_wake_up()
             return
         if self._pid != os.getpid():
@@ -252,13 +258,14 @@ class _DrainWakeUp:
 
         while True:
             due.wait()
+            time.sleep(max(0.0, self._last + settings.SIGNALBOX_EVENT_WAKE_UP_SECONDS - time.monotonic()))
             due.clear()  # before the wake-up: a commit marked after this gets the next one
+            self._last = time.monotonic()
             try:
                 if _drain_wanted():  # as events_drain_wake_up, with no transaction (nor connection) here
                     enqueue_now(drain_events)
             except Exception:
                 logger.exception("scheduling an events drain failed; the tick will catch up")
-            time.sleep(settings.SIGNALBOX_EVENT_WAKE_UP_SECONDS)
 
 
 events_drain_wake_up_soon = _DrainWakeUp()
