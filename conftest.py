@@ -30,8 +30,10 @@ def _forget_cached_tenants():
     from apps.policy.selectors import PolicyLookup
     from apps.segments.selectors import segment_cache_clear
     from apps.tenants.selectors import _tenants
+    from apps.tenants.services import _memo
 
     _tenants.clear()
+    _memo.clear()
     PolicyLookup._found, PolicyLookup._version = {}, None
     template_cache_clear()
     journey_cache_clear()

@@ -314,8 +314,11 @@ SIGNALBOX_HTTP_ALLOW_PRIVATE = read("SIGNALBOX_HTTP_ALLOW_PRIVATE", env.list, de
 # Fernet keys for provider credentials, newest first (apps/core/crypto.py); empty: derived
 # from SECRET_KEY.
 SIGNALBOX_ENCRYPTION_KEYS = read("SIGNALBOX_ENCRYPTION_KEYS", env.list, default=[])
-# How long an API key lookup is cached; revocation clears the entry at once.
+# How long an API key lookup is cached; revocation clears the entry at once. Each process also
+# keeps what it read for SIGNALBOX_API_KEY_MEMO_SECONDS (0: never), so a key revoked elsewhere
+# is refused by it within that time.
 SIGNALBOX_API_KEY_CACHE_SECONDS = 300
+SIGNALBOX_API_KEY_MEMO_SECONDS = read("SIGNALBOX_API_KEY_MEMO_SECONDS", env.float, default=1.0)
 # Templates: compiled versions kept per process (LRU by version id; versions never change), and
 # the most segments an SMS may take with a template's sample data.
 SIGNALBOX_TEMPLATE_CACHE_SIZE = 512

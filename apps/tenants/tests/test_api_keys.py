@@ -65,6 +65,33 @@ def test_lookups_are_cached():
     assert not any("tenants_apikey" in q["sql"] for q in later.captured_queries)
 
 
+def test_each_process_keeps_a_key_for_a_second_and_then_reads_it_again(monkeypatch, settings):
+    """A key revoked by another process (its row and the shared cache entry changed, not this
+    process's memo) is refused here once the memo's second has passed; until then no read."""
+    settings.SIGNALBOX_API_KEY_MEMO_SECONDS = 1.0
+    now = [1000.0]
+    monkeypatch.setattr(services.time, "monotonic", lambda: now[0])
+    api_key, token = services.api_key_create(tenant=TenantFactory(), name="k")
+    assert services.api_key_authenticate(token=token) is not None
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at="2026-01-01T00:00:00Z")
+    cache.delete(f"signalbox:apikey:{api_key.prefix}")  # what api_key_revoke does elsewhere
+    now[0] += 0.9
+    with CaptureQueriesContext(connection) as queries:
+        assert services.api_key_authenticate(token=token) is not None
+    assert not queries.captured_queries
+    now[0] += 0.2
+    assert services.api_key_authenticate(token=token) is None
+
+
+def test_without_the_memo_every_request_reads_the_shared_cache(settings):
+    settings.SIGNALBOX_API_KEY_MEMO_SECONDS = 0
+    api_key, token = services.api_key_create(tenant=TenantFactory(), name="k")
+    assert services.api_key_authenticate(token=token) is not None
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at="2026-01-01T00:00:00Z")
+    cache.delete(f"signalbox:apikey:{api_key.prefix}")
+    assert services.api_key_authenticate(token=token) is None
+
+
 def test_last_used_is_written_by_the_tick_job(clock_travel):
     api_key, token = services.api_key_create(tenant=TenantFactory(), name="k")
     assert services.api_keys_record_usage() == 0
