@@ -37,8 +37,18 @@ def in_transaction() -> bool:
     return connection.connection.in_transaction
 
 
+class Query:
+    """Stands for services._Recent: the statement run under the lock."""
+
+    def __init__(self, sql, params):
+        self.sql, self.params = sql, params
+
+    def statement(self, cursor):
+        return self.sql, self.params
+
+
 def lock(message, sql, params, decide):
-    return services._under_recipient_lock([message.recipient_id], sql, params, decide, clock.now())
+    return services._under_recipient_lock([message.recipient_id], Query(sql, params), decide, clock.now())
 
 
 def test_a_message_that_passes_is_stamped_and_the_transaction_committed():
@@ -116,19 +126,48 @@ def sent_through_the_pipeline(recipient):
 
 
 @postgresql_only
-def test_a_lone_message_is_decided_in_two_round_trips_and_the_cap_still_counts(capped):
+def test_a_lone_message_is_decided_in_two_round_trips_and_the_cap_still_counts(capped, monkeypatch):
+    # As on a table of a live size, where the count's generic plan is on message_slots (below),
+    # with connections kept (the tests' settings close them after each request).
+    monkeypatch.setattr(services, "_on_slots_index", lambda plan: True)
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
     message = claim(queued(capped).pk)
+    connection.close()  # a new connection, whose first batch prepares the count
     with CaptureQueriesContext(connection) as queries:
         batch = services.PolicyBatch([message], ADDRESS)
         assert in_transaction()  # locked, counted and read in one round trip
         assert batch.timing_many([(message, "email")]) == {message.pk: None}
-    assert len(queries) == 2 and queries[0]["sql"].startswith("BEGIN")
+    prepare, *decided = [q["sql"] for q in queries]
+    assert prepare.startswith("PREPARE signalbox_recent_") and "EXPLAIN EXECUTE" in prepare
+    assert len(decided) == 2 and decided[0].startswith("BEGIN") and "EXECUTE signalbox_recent_" in decided[0]
     assert not in_transaction()
     assert Message.objects.get(pk=message.pk).sent_at is not None  # its slot, taken
-    # The slots taken this way are counted: the third message of the day waits.
-    assert sent_through_the_pipeline(capped).status == "sent"
-    third = sent_through_the_pipeline(capped)
+    # The slots taken this way are counted: the third message of the day waits. The statement
+    # stays prepared on the connection.
+    with CaptureQueriesContext(connection) as later:
+        assert sent_through_the_pipeline(capped).status == "sent"
+        third = sent_through_the_pipeline(capped)
     assert third.status == "scheduled" and third.timeline.last().reason_code == "frequency_cap"
+    assert not [q for q in later if "PREPARE" in q["sql"]]
+    assert [q for q in later if "EXECUTE signalbox_recent_" in q["sql"]]
+
+
+@postgresql_only
+def test_the_count_is_not_prepared_where_its_generic_plan_would_not_use_its_index(capped, monkeypatch):
+    """A generic plan is kept while the table's statistics stand: made on a near-empty table it
+    scans an index of the tenant's messages, which grows with the table. Then it runs plain.
+    So it does where connections are not kept (each batch would prepare it)."""
+    message = claim(queued(capped).pk)
+    recent = services._Recent.for_batch([message], PolicyLookup.cached({capped.tenant_id}), clock.now())
+    with CaptureQueriesContext(connection) as queries, connection.cursor() as cursor:
+        assert recent.statement(cursor) == (recent.sql, recent.params)
+        assert not queries.captured_queries  # CONN_MAX_AGE = 0 here
+        monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+        assert recent.statement(cursor) == (recent.sql, recent.params)
+        assert "EXPLAIN EXECUTE" in queries.captured_queries[0]["sql"]
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'signalbox_recent_%%'")
+        assert cursor.fetchone()[0] == 0  # deallocated
+    assert sent_through_the_pipeline(capped).status == "sent"
 
 
 @postgresql_only
