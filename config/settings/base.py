@@ -92,6 +92,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
+    # Django's backend whose health check sends nothing while the server has said nothing
+    # (apps/core/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "apps.core.postgresql"
     # https://docs.djangoproject.com/en/5.2/ref/databases/#persistent-connections
     DATABASES["default"]["CONN_MAX_AGE"] = read("CONN_MAX_AGE", env.int, default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

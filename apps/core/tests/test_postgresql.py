@@ -1,0 +1,54 @@
+"""The health check of apps.core.postgresql: no round trip while the server has said nothing, Django's
+`SELECT 1` (and a reconnect) once it has."""
+
+import time
+
+import pytest
+from django.db import connection, connections
+
+pytestmark = [
+    pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's backend"),
+    pytest.mark.django_db,
+]
+
+
+@pytest.fixture
+def other():
+    """A second connection to the test database, persistent and health-checked as the web's are."""
+    wrapper = connections.create_connection("default")
+    wrapper.settings_dict = {**wrapper.settings_dict, "CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True}
+    wrapper.health_check_enabled = True
+    wrapper.ensure_connection()
+    yield wrapper
+    wrapper.close()
+
+
+def _start_request(wrapper):
+    """What Django does at a request's start (request_started) and at its first query."""
+    wrapper.close_if_unusable_or_obsolete()
+    return wrapper.cursor()
+
+
+def test_the_engine_is_used():
+    assert type(connections["default"]).__module__ == "apps.core.postgresql.base"
+
+
+def test_an_idle_connection_is_kept_without_a_query(other, monkeypatch):
+    before = other.connection
+    monkeypatch.setattr(type(other), "is_usable", lambda self: pytest.fail("SELECT 1 was sent"))
+    with _start_request(other) as cursor:
+        assert other.connection is before
+        cursor.execute("SELECT 2")
+        assert cursor.fetchone() == (2,)
+
+
+def test_a_terminated_connection_is_replaced_before_the_request_uses_it(other):
+    before = other.connection
+    pid = before.info.backend_pid
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    time.sleep(0.2)  # the server's notice reaches the socket
+    with _start_request(other) as cursor:
+        assert other.connection is not before
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != pid
