@@ -657,15 +657,15 @@ class Bench:
             time.sleep(min(0.5, left))
             meter.sample()
         cpu = meter.result()
-        if profiler:
-            profiler.wait(timeout=60)
         results = []
-        for child in children:
+        for child in children:  # read before py-spy ends: a full pipe cuts a generator's report short
             out, _ = child.communicate(timeout=a.timeout + 60)
             if child.returncode != 0 or not out.strip():
                 sys.exit(f"load generator exited with {child.returncode}")
             results.append(json.loads(out.strip().splitlines()[-1]))
             self.children.remove(child)
+        if profiler:
+            profiler.wait(timeout=60)
         return self.summarise(scenario, rate, duration, results, cpu, record=not prime)
 
     def start_profiler(self, scenario: str, rate: float, duration: float) -> subprocess.Popen | None:
