@@ -5,9 +5,11 @@ from importlib import import_module
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
+from apps.core.wsgi import whole_body
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.prod")
 
-application = get_wsgi_application()
+application = whole_body(get_wsgi_application())
 
 # Load the URLconf, and with it every view, now rather than at the first request; then take all
 # that was loaded out of the garbage collector's scans (gc.freeze). These ~120,000 objects live as
