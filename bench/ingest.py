@@ -292,8 +292,8 @@ def loadgen_main() -> None:
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     result = asyncio.run(run_load(spec, requests, per_request_events, stamp, float(line[1])))
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
+    # To a file: a report of ~100 KB through the stdout pipe was now and then cut short.
+    Path(spec["report"]).write_text(json.dumps(result))
 
 
 # =============================================================================================
@@ -626,7 +626,8 @@ class Bench:
             if prime:
                 n = math.ceil(a.recipients / a.batch_size)
                 duration, warmup = n / rate, 0.0
-            specs.append({"prime": prime,
+            report = self.workdir / f"loadgen-{self.step_counter}-{k}.json"
+            specs.append({"prime": prime, "report": str(report),
                 "scenario": scenario, "port": self.port, "rate": rate / procs, "phase": k / rate,
                 "warmup": warmup, "n_requests": n, "timeout": a.timeout, "max_conns": a.max_conns,
                 "expect": SCENARIOS[scenario]["expect"], "recipients": a.recipients,
@@ -658,11 +659,11 @@ class Bench:
             meter.sample()
         cpu = meter.result()
         results = []
-        for child in children:  # read before py-spy ends: a full pipe cuts a generator's report short
-            out, _ = child.communicate(timeout=a.timeout + 60)
-            if child.returncode != 0 or not out.strip():
+        for child, spec in zip(children, specs, strict=True):
+            child.communicate(timeout=a.timeout + 60)
+            if child.returncode != 0:
                 sys.exit(f"load generator exited with {child.returncode}")
-            results.append(json.loads(out.strip().splitlines()[-1]))
+            results.append(json.loads(Path(spec["report"]).read_text()))
             self.children.remove(child)
         if profiler:
             profiler.wait(timeout=60)
