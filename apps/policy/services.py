@@ -3,7 +3,6 @@ to preferences and the suppression list."""
 
 import itertools
 import re
-import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
 from apps.core import clock
+from apps.core.postgresql import prepared
 from apps.messaging.models import HOLDS_SLOT, TRANSITIONS, Channel, Message, Status, StatusEvent
 from apps.messaging.services import enqueue_sends, message_transition
 from apps.policy import evaluation
@@ -43,10 +43,6 @@ WINDOWS = {"day": timedelta(days=1), "week": timedelta(days=7)}
 FLAG_RECHECK = timedelta(minutes=15)
 COUNTED = HOLDS_SLOT  # the statuses of the index the count runs on (message_slots)
 SLOTS_INDEX = "message_slots"
-# The recent-messages aggregate of a lone message, prepared on each PostgreSQL connection
-# (_Recent.statement): raw psycopg connection → {sql: statement name, or None if run plain}.
-_prepared: "weakref.WeakKeyDictionary[object, dict[str, str | None]]" = weakref.WeakKeyDictionary()
-_statement_names = itertools.count(1)
 GENERIC_PLAN = "SET LOCAL plan_cache_mode = force_generic_plan"
 
 
@@ -417,10 +413,9 @@ class _Recent:
         plan of its lists of values rebuilt them for every row counted (63 against 25 ms for
         50 recipients' 50,000 messages). Not on a connection that is not kept either
         (CONN_MAX_AGE = 0: it would prepare for every batch)."""
-        kept = connection.vendor == "postgresql" and connection.settings_dict["CONN_MAX_AGE"] != 0
-        if not (self.lone and kept):
+        if not (self.lone and prepared.kept(connection)):
             return self.sql, self.params
-        held = _prepared.setdefault(connection.connection, {})
+        held = prepared.held(connection)
         if self.sql not in held:
             held[self.sql] = _prepare(cursor, self.sql, self.params)
         name = held[self.sql]
@@ -473,7 +468,7 @@ def _prepare(cursor, sql: str, params: list) -> str | None:
     Made on a small table, it scans an index of the tenant's messages (message_tenant_category:
     apps/policy/tests/test_locking.py), which grows with the table; a connection lives
     CONN_MAX_AGE, and the next one tries again."""
-    name = f"signalbox_recent_{next(_statement_names)}"
+    name = prepared.new_name("signalbox_recent")
     numbers = itertools.count(1)
     cursor.execute(f"PREPARE {name} AS {re.sub('%s', lambda _: f'${next(numbers)}', sql)}; "
                    f"{GENERIC_PLAN}; EXPLAIN EXECUTE {name}({_marks(params)})", params)

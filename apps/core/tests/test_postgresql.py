@@ -4,7 +4,9 @@
 import time
 
 import pytest
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections, transaction
+
+from apps.core.postgresql.prepared import execute_prepared
 
 pytestmark = [
     pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's backend"),
@@ -52,3 +54,42 @@ def test_a_terminated_connection_is_replaced_before_the_request_uses_it(other):
         assert other.connection is not before
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != pid
+
+
+SUM = "SELECT %(a)s::int + %(b)s::int, %(a)s::int"
+
+
+def _prepared_here(cursor) -> list[str]:
+    cursor.execute("SELECT name FROM pg_prepared_statements WHERE statement LIKE %s",
+                   ["%AS SELECT $1::int + $2::int%"])
+    return [name for (name,) in cursor.fetchall()]
+
+
+def test_a_statement_is_prepared_once_per_connection_and_outlives_rollbacks(other):
+    with other.cursor() as cursor:
+        execute_prepared(cursor, SUM, {"a": 1, "b": 2})
+        assert cursor.fetchone() == (3, 1)
+        [name] = _prepared_here(cursor)
+        execute_prepared(cursor, SUM, {"b": 1, "a": 5})
+        assert cursor.fetchone() == (6, 5)
+    with pytest.raises(DatabaseError), transaction.atomic(using=other.alias), other.cursor() as cursor:
+        execute_prepared(cursor, SUM, {"a": "x", "b": 1})
+    with other.cursor() as cursor:
+        execute_prepared(cursor, SUM, {"a": 2, "b": 2})
+        assert cursor.fetchone() == (4, 2)
+        assert _prepared_here(cursor) == [name]
+    other.close()
+    with other.cursor() as cursor:
+        assert _prepared_here(cursor) == []
+        execute_prepared(cursor, SUM, {"a": 3, "b": 3})
+        assert cursor.fetchone() == (6, 3)
+        assert len(_prepared_here(cursor)) == 1
+
+
+def test_nothing_is_prepared_on_a_connection_made_for_one_request(other):
+    other.settings_dict["CONN_MAX_AGE"] = 0
+    with other.cursor() as cursor:
+        for a in range(3):
+            execute_prepared(cursor, SUM, {"a": a, "b": 1})
+            assert cursor.fetchone() == (a + 1, a)
+        assert _prepared_here(cursor) == []
