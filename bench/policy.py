@@ -178,11 +178,12 @@ def run(args: argparse.Namespace) -> str:
     tenant, recipient = seed()
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")  # as autovacuum leaves a settled table (index-only scans)
-    warm = claimed(tenant, recipient, 50)
-    decide(warm)
-    release(warm)
     connection.force_debug_cursor = True  # to list the queries; production settings otherwise
-    prepare = []
+    warm = claimed(tenant, recipient, 50)
+    with CaptureQueriesContext(connection) as queries:  # the first batch prepares the lock's statements
+        decide(warm)
+    release(warm)
+    prepare = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("PREPARE")]
     for _ in range(2):  # the first lone message prepares the aggregate on the connection
         one = claimed(tenant, recipient, 1)
         with CaptureQueriesContext(connection) as queries:
@@ -224,7 +225,7 @@ def replay(queries: list[str], times: int, prepare: list[str]) -> list[float]:
     complete), replayed `times` times from a bare psycopg connection, one simple query each:
     no Django, no Python deciding, only the round trips and PostgreSQL's work. The lock's
     transaction stamps the same released message again, which changes no count. `prepare`:
-    what the connection ran once before (the aggregate's statement)."""
+    what the connection ran once before (the statements prepared on it)."""
     import psycopg
     from django.db import connection
 

@@ -18,7 +18,7 @@ from django.utils.module_loading import import_string
 
 from apps.core import clock
 from apps.core.cache import cache_add
-from apps.core.postgresql.prepared import execute_prepared
+from apps.core.postgresql import prepared
 from apps.core.queue import enqueue_now, enqueue_on_commit
 from apps.events.models import Event
 from apps.recipients.services import recipients_resolve_many
@@ -157,7 +157,7 @@ def _insert(tenant, source: str, now: datetime, rows: list[dict]) -> list[int]:
 # PostgreSQL, one event of the native API (a fresh message id: no conflict): a plain INSERT …
 # SELECT, the recipient found by external id as above; PostgreSQL plans and runs it in half the
 # time of the JSON statement (0.13 against 0.28 ms a request with pgbench). No row: the recipient
-# does not exist yet. Prepared on a kept connection (execute_prepared; every value cast to its
+# does not exist yet. Prepared on a kept connection (prepared.statement; every value cast to its
 # type for PREPARE): PostgreSQL's CPU per request 0.25 → 0.15 ms (bench/ingest_cpu.py single).
 _ONE_INSERT = """
     INSERT INTO events_event (tenant_id, recipient_id, name, kind, properties, context, source,
@@ -181,11 +181,11 @@ def _insert_one(tenant, now: datetime, row: dict) -> int:
     params = {**row, "tenant": tenant.pk, "now": now, "p": _json(row["p"]), "c": _json(row["c"])}
     by_external_id = row["r"] is None and row["x"]
     with connection.cursor() as cursor:
-        execute_prepared(cursor, _BY_EXTERNAL_ID if by_external_id else _BY_ID, params)
+        cursor.execute(*prepared.statement(cursor, _BY_EXTERNAL_ID if by_external_id else _BY_ID, params))
         found = cursor.fetchone()
         if found is None and by_external_id:
             _resolve_external_ids(tenant, [row])
-            execute_prepared(cursor, _BY_ID, {**params, "r": row["r"]})
+            cursor.execute(*prepared.statement(cursor, _BY_ID, {**params, "r": row["r"]}))
             found = cursor.fetchone()
     return found[0]
 

@@ -11,6 +11,7 @@ from typing import NamedTuple
 from django.db import connection
 from django.db.models import F
 
+from apps.core.postgresql import prepared
 from apps.policy.models import (
     Cap,
     Category,
@@ -151,7 +152,7 @@ def preferences_and_suppressed_for_many(*, recipient_ids, pairs) -> tuple[
         return _preference_rows(preferences), set(listed) & pairs, policy_version()
     reads = BatchReads(recipient_ids=recipient_ids, pairs=pairs)
     with connection.cursor() as cursor:
-        cursor.execute(reads.sql, reads.params)
+        cursor.execute(*reads.statement(cursor))
         return reads.load(cursor)
 
 
@@ -160,16 +161,26 @@ class BatchReads:
     building of them cost more than running them: bench/policy.py), to send alone or after other
     statements in the same round trip (the recipient lock: apps.policy.services)."""
 
+    # Built from constants only (column and table names); every value is a parameter, cast to its
+    # type: prepared on a kept connection (apps/core/postgresql/prepared.py).
+    PREFERENCES = (f"SELECT recipient_id, {', '.join(PreferenceRow._fields)} "  # noqa: S608
+                   f"FROM {Preference._meta.db_table} WHERE recipient_id = ANY(%s::bigint[])")
+    SUPPRESSED = (f"SELECT tenant_id, channel, address FROM {SuppressedAddress._meta.db_table} "  # noqa: S608
+                  "WHERE tenant_id = ANY(%s::bigint[]) AND address = ANY(%s::text[])")
+    VERSION = f"SELECT value FROM {PolicyVersion._meta.db_table} WHERE id = 1"  # noqa: S608
+    QUERIES = [PREFERENCES, SUPPRESSED, VERSION]
+
     def __init__(self, *, recipient_ids, pairs):
         self.pairs = {p for p in pairs if p[2]}
-        # Built from constants only (column and table names); every value is a parameter.
-        self.sql = (f"SELECT recipient_id, {', '.join(PreferenceRow._fields)} "  # noqa: S608
-                    f"FROM {Preference._meta.db_table} WHERE recipient_id = ANY(%s); "
-                    f"SELECT tenant_id, channel, address FROM {SuppressedAddress._meta.db_table} "
-                    "WHERE tenant_id = ANY(%s) AND address = ANY(%s); "
-                    f"SELECT value FROM {PolicyVersion._meta.db_table} WHERE id = 1")
-        self.params = [list(set(recipient_ids)), list({t for t, _, _ in self.pairs}),
-                       list({a for _, _, a in self.pairs})]
+        tenants, addresses = list({t for t, _, _ in self.pairs}), list({a for _, _, a in self.pairs})
+        self.reads = [(self.PREFERENCES, [list(set(recipient_ids))]), (self.SUPPRESSED, [tenants, addresses]),
+                      (self.VERSION, [])]
+
+    def statement(self, cursor) -> tuple[str, list]:
+        """The three queries as one string and its parameters."""
+        prepared.prepare(cursor, self.QUERIES)
+        sent = [prepared.statement(cursor, sql, params) for sql, params in self.reads]
+        return "; ".join(sql for sql, _ in sent), [value for _, params in sent for value in params]
 
     def load(self, cursor) -> tuple[dict[int, PreferenceRow], set[tuple[int, str, str]], int | None]:
         """The three results, from a cursor on the first of them."""

@@ -1,8 +1,6 @@
 """Policy applied to a batch of claimed messages (called by apps.messaging.pipeline), and writes
 to preferences and the suppression list."""
 
-import itertools
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,8 +65,10 @@ class PolicyBatch:
         else:
             reads = BatchReads(recipient_ids=recipient_ids, pairs=pairs)
             with _rolled_back_on_error() as cursor:
+                prepared.prepare(cursor, [_LOCK, _STAMP, *BatchReads.QUERIES])  # a connection's first batch
                 sql, params = self._early.statement(cursor)
-                _lock_open(cursor, recipient_ids, f"{sql}; {reads.sql}", [*params, *reads.params])
+                reads_sql, reads_params = reads.statement(cursor)
+                _lock_open(cursor, recipient_ids, f"{sql}; {reads_sql}", [*params, *reads_params])
                 self._early.rows = cursor.fetchall()
                 cursor.nextset()
                 self.preferences, self.suppressed, version = reads.load(cursor)
@@ -300,6 +300,13 @@ def _under_recipient_lock(recipient_ids: list[int], recent: "_Recent", decide, n
     return passed
 
 
+# The lock's statements, prepared on a kept connection (apps/core/postgresql/prepared.py): each
+# value cast to its type. Built from constants only (table names).
+_LOCK = f"SELECT id FROM {Recipient._meta.db_table} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE"  # noqa: S608
+_STAMP = (f"UPDATE {Message._meta.db_table} "  # noqa: S608
+          "SET sent_at = %s::timestamptz, channel = %s::text WHERE id = ANY(%s::bigint[])")
+
+
 def _lock_open(cursor, recipient_ids: list[int], sql: str, params: list) -> None:
     """One round trip: `BEGIN`, the recipients' row locks (in id order), then `sql`; the cursor
     is left on `sql`'s first result. Plain SQL, sent as one simple query (client-side binding,
@@ -315,9 +322,10 @@ def _lock_open(cursor, recipient_ids: list[int], sql: str, params: list) -> None
     claimed before a crash, and may take their slot again.
 
     The aggregate is usually a prepared statement, run with its generic plan: _Recent.statement."""
-    lock = f"SELECT id FROM {Recipient._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"  # noqa: S608
+    prepared.prepare(cursor, [_LOCK, _STAMP])
+    lock, ids = prepared.statement(cursor, _LOCK, [sorted(set(recipient_ids))])
     opening = ["BEGIN", "SET LOCAL synchronous_commit = off", GENERIC_PLAN, lock]
-    cursor.execute("; ".join([*opening, sql]), [sorted(set(recipient_ids)), *params])
+    cursor.execute("; ".join([*opening, sql]), [*ids, *params])
     for _ in range(len(opening)):
         cursor.nextset()
 
@@ -329,9 +337,9 @@ def _lock_close(cursor, passed: list[tuple[int, str]], now: datetime) -> None:
     ids: dict[str, list[int]] = {}
     for pk, channel in passed:
         ids.setdefault(channel, []).append(pk)
-    stamp = f"UPDATE {Message._meta.db_table} SET sent_at = %s, channel = %s WHERE id = ANY(%s)"  # noqa: S608
-    cursor.execute("; ".join([stamp] * len(ids) + ["COMMIT"]),
-                   [value for channel, pks in ids.items() for value in (now, channel, pks)])
+    stamps = [prepared.statement(cursor, _STAMP, [now, channel, pks]) for channel, pks in ids.items()]
+    cursor.execute("; ".join([sql for sql, _ in stamps] + ["COMMIT"]),
+                   [value for _, params in stamps for value in params])
 
 
 @contextmanager
@@ -469,8 +477,7 @@ def _prepare(cursor, sql: str, params: list) -> str | None:
     apps/policy/tests/test_locking.py), which grows with the table; a connection lives
     CONN_MAX_AGE, and the next one tries again."""
     name = prepared.new_name("signalbox_recent")
-    numbers = itertools.count(1)
-    cursor.execute(f"PREPARE {name} AS {re.sub('%s', lambda _: f'${next(numbers)}', sql)}; "
+    cursor.execute(f"PREPARE {name} AS {prepared.positional(sql)}; "
                    f"{GENERIC_PLAN}; EXPLAIN EXECUTE {name}({_marks(params)})", params)
     cursor.nextset()
     cursor.nextset()

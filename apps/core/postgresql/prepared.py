@@ -1,4 +1,4 @@
-"""Statements prepared once on a PostgreSQL connection: `PREPARE` the first time it runs one,
+"""Statements prepared once on a PostgreSQL connection: `PREPARE` the first time it needs one,
 then `EXECUTE` with the values, so that PostgreSQL parses, analyses and plans it once.
 
 For the few statements of hot paths, run once per request or per message. A connection's
@@ -8,7 +8,8 @@ between requests (`CONN_MAX_AGE` not 0): a connection made for one request would
 every request, and behind a pooler in transaction mode (pgbouncer), which must have
 `CONN_MAX_AGE = 0`, the next statement may reach another server connection. Django's own
 prepared statements (psycopg's `prepare_threshold`) stay off: psycopg deallocates all of a
-connection's statements at each rollback, these included.
+connection's statements at each rollback, these included. The values are still quoted into the
+`EXECUTE` in Python: PostgreSQL takes no bound parameters in a utility statement.
 """
 
 import itertools
@@ -34,25 +35,41 @@ def new_name(prefix: str) -> str:
     return f"{prefix}_{next(_numbers)}"
 
 
-def execute_prepared(cursor, sql: str, params: dict) -> None:
-    """Run `sql`, whose placeholders are all named (`%(name)s`, each cast to its type so that
-    PREPARE knows it), as a statement prepared on the cursor's connection: PREPARE and EXECUTE in
-    one round trip the first time. Without a kept connection, `sql` itself. The cursor is left on
-    the EXECUTE's result."""
+def positional(sql: str) -> str:
+    """`sql` with its placeholders, all `%s` or all `%(name)s`, as PostgreSQL's `$1`, `$2`, …
+    (a name used twice is one number)."""
+    names = list(dict.fromkeys(_NAMED.findall(sql)))
+    if names:
+        return _NAMED.sub(lambda m: f"${names.index(m[1]) + 1}", sql)
+    numbers = itertools.count(1)
+    return re.sub("%s", lambda _: f"${next(numbers)}", sql)
+
+
+def prepare(cursor, sqls: list[str]) -> None:
+    """Prepare on the cursor's connection, in one round trip, those of `sqls` not prepared there
+    yet (where statements are prepared)."""
     connection = cursor.db
     if not kept(connection):
-        cursor.execute(sql, params)
         return
-    names = list(dict.fromkeys(_NAMED.findall(sql)))
-    values = [params[name] for name in names]
     statements = held(connection)
-    name = statements.get(sql) or new_name("signalbox")
-    execute = f"EXECUTE {name}({', '.join(['%s'] * len(values))})"
-    if sql in statements:
-        cursor.execute(execute, values)
-        return
-    positional = _NAMED.sub(lambda m: f"${names.index(m[1]) + 1}", sql)
-    cursor.execute(f"PREPARE {name} AS {positional}; {execute}", values)
-    # Kept once both ran: had the EXECUTE failed, the statement would stay prepared, unused.
-    statements[sql] = name
-    cursor.nextset()
+    names = {sql: new_name("signalbox") for sql in dict.fromkeys(sqls) if sql not in statements}
+    if names:
+        cursor.execute("; ".join(f"PREPARE {name} AS {positional(sql)}" for sql, name in names.items()))
+        statements.update(names)
+
+
+def statement(cursor, sql: str, params: list | dict) -> tuple[str, list | dict]:
+    """What to send for `sql` with `params` on the cursor's connection: `EXECUTE name(%s, …)` and
+    the values once `sql` is prepared there (prepare(), the first time), or `sql`
+    and `params` as they are where statements are not prepared. Every placeholder of `sql` is
+    cast to its type, so that PREPARE knows it. To send alone or with others in one round trip."""
+    connection = cursor.db
+    if not kept(connection):
+        return sql, params
+    prepare(cursor, [sql])
+    name = held(connection)[sql]
+    if name is None:
+        return sql, params
+    if isinstance(params, dict):
+        params = [params[key] for key in dict.fromkeys(_NAMED.findall(sql))]
+    return (f"EXECUTE {name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}"), params

@@ -6,7 +6,7 @@ import time
 import pytest
 from django.db import DatabaseError, connection, connections, transaction
 
-from apps.core.postgresql.prepared import execute_prepared
+from apps.core.postgresql import prepared
 
 pytestmark = [
     pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's backend"),
@@ -65,31 +65,42 @@ def _prepared_here(cursor) -> list[str]:
     return [name for (name,) in cursor.fetchall()]
 
 
+def _run(cursor, sql, params):
+    cursor.execute(*prepared.statement(cursor, sql, params))
+    return cursor.fetchone()
+
+
 def test_a_statement_is_prepared_once_per_connection_and_outlives_rollbacks(other):
     with other.cursor() as cursor:
-        execute_prepared(cursor, SUM, {"a": 1, "b": 2})
-        assert cursor.fetchone() == (3, 1)
+        assert _run(cursor, SUM, {"a": 1, "b": 2}) == (3, 1)
         [name] = _prepared_here(cursor)
-        execute_prepared(cursor, SUM, {"b": 1, "a": 5})
-        assert cursor.fetchone() == (6, 5)
+        assert prepared.statement(cursor, SUM, {"b": 1, "a": 5}) == (f"EXECUTE {name}(%s, %s)", [5, 1])
+        assert _run(cursor, SUM, {"b": 1, "a": 5}) == (6, 5)
     with pytest.raises(DatabaseError), transaction.atomic(using=other.alias), other.cursor() as cursor:
-        execute_prepared(cursor, SUM, {"a": "x", "b": 1})
+        _run(cursor, SUM, {"a": "x", "b": 1})
     with other.cursor() as cursor:
-        execute_prepared(cursor, SUM, {"a": 2, "b": 2})
-        assert cursor.fetchone() == (4, 2)
+        assert _run(cursor, SUM, {"a": 2, "b": 2}) == (4, 2)
         assert _prepared_here(cursor) == [name]
     other.close()
     with other.cursor() as cursor:
         assert _prepared_here(cursor) == []
-        execute_prepared(cursor, SUM, {"a": 3, "b": 3})
-        assert cursor.fetchone() == (6, 3)
+        assert _run(cursor, SUM, {"a": 3, "b": 3}) == (6, 3)
         assert len(_prepared_here(cursor)) == 1
+
+
+def test_positional_placeholders_and_none_at_all(other):
+    with other.cursor() as cursor:
+        assert _run(cursor, "SELECT %s::int * %s::int", [6, 7]) == (42,)
+        sql, params = prepared.statement(cursor, "SELECT 1 + 1", [])
+        assert sql.startswith("EXECUTE ") and "(" not in sql and params == []
+        cursor.execute(sql, params)
+        assert cursor.fetchone() == (2,)
 
 
 def test_nothing_is_prepared_on_a_connection_made_for_one_request(other):
     other.settings_dict["CONN_MAX_AGE"] = 0
     with other.cursor() as cursor:
         for a in range(3):
-            execute_prepared(cursor, SUM, {"a": a, "b": 1})
-            assert cursor.fetchone() == (a + 1, a)
+            assert prepared.statement(cursor, SUM, {"a": a, "b": 1}) == (SUM, {"a": a, "b": 1})
+            assert _run(cursor, SUM, {"a": a, "b": 1}) == (a + 1, a)
         assert _prepared_here(cursor) == []

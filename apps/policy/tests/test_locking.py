@@ -137,9 +137,13 @@ def test_a_lone_message_is_decided_in_two_round_trips_and_the_cap_still_counts(c
         batch = services.PolicyBatch([message], ADDRESS)
         assert in_transaction()  # locked, counted and read in one round trip
         assert batch.timing_many([(message, "email")]) == {message.pk: None}
-    prepare, *decided = [q["sql"] for q in queries]
-    assert prepare.startswith("PREPARE signalbox_recent_") and "EXPLAIN EXECUTE" in prepare
+    statements, count, *decided = [q["sql"] for q in queries]
+    # Once per connection: the lock's, the stamp's and the three reads' statements, then the count's.
+    assert statements.startswith("PREPARE signalbox_") and statements.count("PREPARE") == 5
+    assert count.startswith("PREPARE signalbox_recent_") and "EXPLAIN EXECUTE" in count
     assert len(decided) == 2 and decided[0].startswith("BEGIN") and "EXECUTE signalbox_recent_" in decided[0]
+    sent = [part for sql in decided for part in sql.split("; ")]
+    assert [part.split()[0] for part in sent] == ["BEGIN", "SET", "SET", *["EXECUTE"] * 6, "COMMIT"]
     assert not in_transaction()
     assert Message.objects.get(pk=message.pk).sent_at is not None  # its slot, taken
     # The slots taken this way are counted: the third message of the day waits. The statement
