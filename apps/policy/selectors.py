@@ -173,7 +173,8 @@ class BatchReads:
     def __init__(self, *, recipient_ids, pairs):
         self.pairs = {p for p in pairs if p[2]}
         tenants, addresses = list({t for t, _, _ in self.pairs}), list({a for _, _, a in self.pairs})
-        self.reads = [(self.PREFERENCES, [list(set(recipient_ids))]), (self.SUPPRESSED, [tenants, addresses]),
+        self.reads = [(self.PREFERENCES, [prepared.int_array(set(recipient_ids))]),
+                      (self.SUPPRESSED, [prepared.int_array(tenants), addresses]),
                       (self.VERSION, [])]
 
     def statement(self, cursor) -> tuple[str, list]:

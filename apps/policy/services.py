@@ -323,7 +323,7 @@ def _lock_open(cursor, recipient_ids: list[int], sql: str, params: list) -> None
 
     The aggregate is usually a prepared statement, run with its generic plan: _Recent.statement."""
     prepared.prepare(cursor, [_LOCK, _STAMP])
-    lock, ids = prepared.statement(cursor, _LOCK, [sorted(set(recipient_ids))])
+    lock, ids = prepared.statement(cursor, _LOCK, [prepared.int_array(sorted(set(recipient_ids)))])
     opening = ["BEGIN", "SET LOCAL synchronous_commit = off", GENERIC_PLAN, lock]
     cursor.execute("; ".join([*opening, sql]), [*ids, *params])
     for _ in range(len(opening)):
@@ -337,7 +337,8 @@ def _lock_close(cursor, passed: list[tuple[int, str]], now: datetime) -> None:
     ids: dict[str, list[int]] = {}
     for pk, channel in passed:
         ids.setdefault(channel, []).append(pk)
-    stamps = [prepared.statement(cursor, _STAMP, [now, channel, pks]) for channel, pks in ids.items()]
+    stamps = [prepared.statement(cursor, _STAMP, [now, channel, prepared.int_array(pks)])
+              for channel, pks in ids.items()]
     cursor.execute("; ".join([sql for sql, _ in stamps] + ["COMMIT"]),
                    [value for _, params in stamps for value in params])
 

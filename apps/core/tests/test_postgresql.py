@@ -97,6 +97,12 @@ def test_positional_placeholders_and_none_at_all(other):
         assert cursor.fetchone() == (2,)
 
 
+def test_integers_as_an_array_literal(other):
+    with other.cursor() as cursor:
+        for values in [[3, 1, 2], [], [9_007_199_254_740_993]]:
+            assert _run(cursor, "SELECT %s::bigint[]", [prepared.int_array(values)]) == (values,)
+
+
 def test_nothing_is_prepared_on_a_connection_made_for_one_request(other):
     other.settings_dict["CONN_MAX_AGE"] = 0
     with other.cursor() as cursor:
