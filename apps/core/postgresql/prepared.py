@@ -10,6 +10,11 @@ every request, and behind a pooler in transaction mode (pgbouncer), which must h
 prepared statements (psycopg's `prepare_threshold`) stay off: psycopg deallocates all of a
 connection's statements at each rollback, these included. The values are still quoted into the
 `EXECUTE` in Python: PostgreSQL takes no bound parameters in a utility statement.
+
+PostgreSQL plans a prepared statement again after a schema change, but a migration that changes
+the type of a column one of these statements returns makes its `EXECUTE` fail ("cached plan must
+not change result type") until the connection is replaced, within `CONN_MAX_AGE`; restart the
+web and worker processes after such a migration.
 """
 
 import itertools
