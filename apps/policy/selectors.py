@@ -6,6 +6,7 @@ are read once per batch."""
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from functools import cached_property
 from typing import NamedTuple
 
 from django.db import connection
@@ -43,6 +44,13 @@ class TenantPolicy:
     @property
     def caps_exempt_transactional(self) -> bool:
         return self.settings is None or self.settings.caps_exempt_transactional
+
+    @cached_property
+    def cap_exempt(self) -> frozenset[str]:
+        """The categories whose messages hold no cap's slot (a cached policy is never changed)."""
+        if not self.caps_exempt_transactional:
+            return frozenset()
+        return frozenset(key for key, c in self.categories.items() if c.kind == Kind.TRANSACTIONAL)
 
     def category(self, key: str) -> Category | None:
         """The category `key` names; None if unknown. A tenant that has defined no categories

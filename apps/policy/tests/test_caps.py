@@ -187,19 +187,29 @@ def test_a_failover_to_another_channel_meets_that_channels_cap(refusing_postmark
         assert (failover.channel, attempts[1:]) == ("sms", [("sms", "accepted")])
 
 
-def test_one_batch_for_two_recipients_counts_each_message_the_batch_sent_before_it(tenant, recipient):
+def test_one_batch_for_two_recipients_counts_each_message_the_batch_sent_before_it(
+        tenant, recipient, clock_travel):
     """messages_send decides a batch's caps in one transaction: each message counts those of its
     recipient that passed before it in the batch, as a later batch would."""
     cap(tenant, scope="channel", key="sms", limit=2)
     other = RecipientFactory(tenant=tenant, phone="+14155550199")
-    assert send(other, channels=["sms"]).status == "sent"  # other has 1 of its 2 already
+    earlier = send(other, channels=["sms"])  # other has 1 of its 2 already
+    assert earlier.status == "sent"
+    clock_travel(seconds=3600)
     messages = [services.message_create(message=Message(
         tenant=tenant, recipient=who, channels=["sms"], category="product-updates",
         content={"sms": {"text": "Hi"}}, dedupe_key=f"batch:{n}"))
         for n, who in enumerate([recipient, other] * 3)]
+    started = clock.now()
     outcomes = pipeline.messages_send(message_ids=[m.pk for m in messages])
+    finished = clock.now()
     statuses = [outcomes[m.pk].status for m in messages]
     assert statuses == ["sent", "sent", "sent", "scheduled", "scheduled", "scheduled"]
     deferred = Message.objects.get(pk=messages[3].pk)
     assert last(deferred).reason_code == "frequency_cap" and last(deferred).detail["count"] == 2
+    # each waits for its own oldest sms to leave the window: other's from an hour ago, and the
+    # recipient's from this batch
+    assert deferred.next_attempt_at == earlier.sent_at + timedelta(days=1)
+    room = Message.objects.get(pk=messages[4].pk).next_attempt_at - timedelta(days=1)
+    assert started <= room <= finished
     assert Message.objects.filter(recipient=recipient, status="sent").count() == 2
