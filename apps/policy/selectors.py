@@ -13,6 +13,7 @@ from django.db import connection
 from django.db.models import F
 
 from apps.core.postgresql import prepared
+from apps.policy import evaluation
 from apps.policy.models import (
     Cap,
     Category,
@@ -40,6 +41,7 @@ class TenantPolicy:
     rules: list[SuppressionRule] = field(default_factory=list)
     flag_rules: list[FlagRule] = field(default_factory=list)
     caps: list[Cap] = field(default_factory=list)
+    _applicable: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def caps_exempt_transactional(self) -> bool:
@@ -51,6 +53,20 @@ class TenantPolicy:
         if not self.caps_exempt_transactional:
             return frozenset()
         return frozenset(key for key, c in self.categories.items() if c.kind == Kind.TRANSACTIONAL)
+
+    def applicable(self, category: Category, channel: str, priority: str
+                   ) -> tuple[list[SuppressionRule], list[Cap]]:
+        """The rules and the caps that hold a message of `category` routed to `channel` with
+        `priority`: worked out once per process for each such combination."""
+        key = (category.key, category.kind, channel, priority)
+        if key not in self._applicable:
+            self._applicable[key] = (
+                [rule for rule in self.rules
+                 if evaluation.rule_applies(rule=rule, category=category, priority=priority)],
+                [cap for cap in self.caps if evaluation.cap_applies(
+                    cap=cap, category=category, channel=channel, priority=priority,
+                    exempt_transactional=self.caps_exempt_transactional)])
+        return self._applicable[key]
 
     def category(self, key: str) -> Category | None:
         """The category `key` names; None if unknown. A tenant that has defined no categories

@@ -138,11 +138,7 @@ class PolicyBatch:
             if hold is not None:
                 holds[message.pk] = hold
                 continue
-            rules = [r for r in policy.rules
-                     if evaluation.rule_applies(rule=r, category=category, priority=message.priority)]
-            caps = [c for c in policy.caps if evaluation.cap_applies(
-                cap=c, category=category, channel=channel, priority=message.priority,
-                exempt_transactional=policy.caps_exempt_transactional)]
+            rules, caps = policy.applicable(category, channel, message.priority)
             checks.append(_Check(message, channel, policy, category, rules, caps))
         early, self._early = self._early, None
         if any(check.rules or check.caps for check in checks):
@@ -230,10 +226,10 @@ def _locked_checks(checks: list[_Check], early: "_Recent | None" = None) -> dict
         passed = []
         for check in checks:
             mine = slots.setdefault(check.message.recipient_id, [])
-            found = recent.found(check, mine)
-            rule, trigger_at = _first_rule_hit(check.rules, found, recent.now)
-            reached = [cap for cap in check.caps if rule is None and found[_cap_name(cap)] >= cap.limit]
-            verdicts[check.message.pk] = (found, rule, trigger_at, reached)
+            latest, counts = recent.found(check, mine)
+            rule, trigger_at = _first_rule_hit(check.rules, latest, recent.now)
+            reached = [cap for cap in check.caps if rule is None and counts[_cap_name(cap)] >= cap.limit]
+            verdicts[check.message.pk] = (counts, rule, trigger_at, reached)
             if rule is None and not reached:
                 mine.append(recent.slot(check))
                 passed.append((check.message.pk, check.channel))
@@ -249,7 +245,7 @@ def _locked_checks(checks: list[_Check], early: "_Recent | None" = None) -> dict
     passed = dict(passed)
     outcome = {}
     for check in checks:  # the rare paths (a rule or a cap holds the message): a query or two to explain it
-        message, (found, rule, trigger_at, reached) = check.message, verdicts[check.message.pk]
+        message, (counts, rule, trigger_at, reached) = check.message, verdicts[check.message.pk]
         if message.pk in passed:
             outcome[message.pk] = None
         elif rule is not None:
@@ -259,7 +255,7 @@ def _locked_checks(checks: list[_Check], early: "_Recent | None" = None) -> dict
         else:
             verdict = evaluation.cap_verdict(reached=_room_at(message, check.policy, reached, recent.now),
                                              priority=message.priority)
-            outcome[message.pk] = _cap_hit(message, check.policy, found, *verdict)
+            outcome[message.pk] = _cap_hit(message, check.policy, counts, *verdict)
     return outcome
 
 
@@ -395,8 +391,7 @@ def _cap_name(cap: Cap) -> str:
 class _Recent:
     """The batch's recipients' messages holding a slot, recently: one query grouped by (recipient,
     category, channel) giving the latest send and, per cap period, the count. `found` turns a
-    recipient's rows into what a message's rules and caps ask: `after:<category>` (the latest
-    send of a rule's trigger category) and `<cap name>` (the messages holding one of its slots).
+    recipient's rows into what a message's rules and caps ask.
     When a cap is reached, _room_at reads when it next has room (the rare path: the oldest of its
     messages, which the aggregate leaves out; 0.05 of its 0.44 ms, bench/policy.py). Built for
     the checks timing has (for_checks) or, before routing, for every rule and cap of the batch's
@@ -406,13 +401,14 @@ class _Recent:
                  rules: list[SuppressionRule], policies: dict[int, TenantPolicy] | None = None):
         self.now, self.policies, self.rows = now, policies or {}, []
         self.periods = sorted({cap.period for cap in caps})
-        spans = [timedelta(minutes=r.window_minutes) for r in rules] + [WINDOWS[p] for p in self.periods]
+        span = max([timedelta(minutes=max((r.window_minutes for r in rules), default=0)),
+                    *[WINDOWS[p] for p in self.periods]])
         tenants = sorted({m.tenant_id for m in messages})
         recipients = sorted({m.recipient_id for m in messages})
         ids = sorted({m.pk for m in messages})
         self.sql = _recent_sql(tuple(self.periods), len(tenants), len(recipients), len(ids))
         self.params = [*[now - WINDOWS[period] for period in self.periods], *tenants, *recipients, *ids,
-                       now - max(spans, default=timedelta(0))]
+                       now - span]
         self.lone = len(ids) == 1
 
     def statement(self, cursor) -> tuple[str, list]:
@@ -456,15 +452,18 @@ class _Recent:
         """The row a message that passes adds: sent now on its channel, in every period."""
         return [check.category.key, check.channel, self.now, *[1] * len(self.periods)]
 
-    def found(self, check: _Check, rows: list) -> dict:
-        found = {}
-        for key in {key for rule in check.rules for key in rule.after_categories}:
-            found[f"after:{key}"] = max((row[2] for row in rows if row[0] == key), default=None)
-        exempt = check.policy.cap_exempt
+    def found(self, check: _Check, rows: list) -> tuple[dict[str, datetime], dict[str, int]]:
+        """From a recipient's rows, what `check` asks: each category's latest send (for its
+        rules) and, by cap name, the messages holding one of the cap's slots."""
+        latest = {}
+        for category, _, sent, *_ in rows:
+            if category not in latest or sent > latest[category]:
+                latest[category] = sent
+        exempt, counts = check.policy.cap_exempt, {}
         for cap in check.caps:
             at = 3 + self.periods.index(cap.period)
-            found[_cap_name(cap)] = sum(row[at] for row in rows if _counts(cap, row[0], row[1], exempt))
-        return found
+            counts[_cap_name(cap)] = sum(row[at] for row in rows if _counts(cap, row[0], row[1], exempt))
+        return latest, counts
 
 
 @functools.lru_cache(maxsize=512)
@@ -517,14 +516,16 @@ def _marks(values: list) -> str:
     return ", ".join(["%s"] * len(values))
 
 
-def _first_rule_hit(rules: list[SuppressionRule], found: dict, now) -> tuple[SuppressionRule | None, object]:
-    """The first rule a recent send of one of its categories sets off, and that send's time."""
+def _first_rule_hit(rules: list[SuppressionRule], latest: dict[str, datetime], now: datetime
+                    ) -> tuple[SuppressionRule | None, datetime | None]:
+    """The first rule a recent send of one of its categories sets off (`latest`: each category's
+    latest send), and that send's time."""
     for rule in rules:
         since = now - timedelta(minutes=rule.window_minutes)
-        times = [found.get(f"after:{key}") for key in rule.after_categories]
-        latest = max((t for t in times if t is not None and t > since), default=None)
-        if latest is not None:
-            return rule, latest
+        hit = max((latest[key] for key in rule.after_categories if key in latest and latest[key] > since),
+                  default=None)
+        if hit is not None:
+            return rule, hit
     return None, None
 
 
@@ -542,12 +543,12 @@ def _rule_hit(message: Message, category: Category, rule: SuppressionRule, trigg
     return Status.SCHEDULED
 
 
-def _cap_hit(message: Message, policy: TenantPolicy, found: dict, cap: Cap, action: str,
+def _cap_hit(message: Message, policy: TenantPolicy, counts: dict, cap: Cap, action: str,
              until: datetime) -> str:
     """Over `cap`: dropped, or deferred until its window has room, per its action for the
     message's priority."""
     detail = {"cap": cap.pk, "scope": cap.scope, "key": cap.key, "period": cap.period,
-              "limit": cap.limit, "count": found[_cap_name(cap)], "priority": message.priority}
+              "limit": cap.limit, "count": counts[_cap_name(cap)], "priority": message.priority}
     if action == Cap.Action.DROP:
         message_transition(message=message, to=Status.SUPPRESSED, reason_code="frequency_cap",
                            reason=f"suppressed: frequency cap of {cap.words()} reached", detail=detail)
