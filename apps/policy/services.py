@@ -1,11 +1,10 @@
 """Policy applied to a batch of claimed messages (called by apps.messaging.pipeline), and writes
 to preferences and the suppression list."""
 
-import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 
 from django.db import connection, transaction
 from django.db.models import Exists, Min, OuterRef, Q, Subquery
@@ -393,7 +392,7 @@ class _Recent:
     category, channel) giving the latest send and, per cap period, the count. `found` turns a
     recipient's rows into what a message's rules and caps ask.
     When a cap is reached, _room_at reads when it next has room (the rare path: the oldest of its
-    messages, which the aggregate leaves out; 0.05 of its 0.44 ms, bench/policy.py). Built for
+    messages, which the aggregate leaves out: 0.04 of its 0.44 ms, docs/performance.md). Built for
     the checks timing has (for_checks) or, before routing, for every rule and cap of the batch's
     tenants (for_batch)."""
 
@@ -466,7 +465,7 @@ class _Recent:
         return latest, counts
 
 
-@functools.lru_cache(maxsize=512)
+@lru_cache(maxsize=512)
 def _recent_sql(periods: tuple[str, ...], tenants: int, recipients: int, ids: int) -> str:
     """_Recent's aggregate for these cap periods and numbers of values. Built from constants and
     placeholders only (column and table names, and the statuses of message_slots' condition,
