@@ -24,6 +24,8 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     ("DATABASE_URL", "postgres://"),
     ("REDIS_URL", "localhost:6379"),
     ("CONN_MAX_AGE", "forever"),
+    ("SIGNALBOX_API_RATE_LIMIT", "many"),
+    ("SIGNALBOX_API_RATE_LIMIT", "-1"),
 ])
 def test_a_malformed_variable_stops_start_up_with_one_line(name, value):
     env = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/x"} if name == "CONN_MAX_AGE" else {}

@@ -12,6 +12,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from apps.api.authentication import identity_from_token, write_key_from_basic
 from apps.api.errors import error_json
+from apps.api.ratelimit import rate_limit_count
 from apps.core import parsing
 from apps.core.errors import InvalidInput
 from apps.events.segment import MAX_BATCH_BYTES, MAX_EVENT_BYTES, parse_call, segment_ingest
@@ -50,8 +51,19 @@ def segment_view(request, kind: str | None = None):
     except AuthenticationFailed as exc:
         return error_json(401, "authentication_failed", str(exc.detail))
     tenant = tenant_get_cached(tenant_id=identity.tenant_id)
+    rate_limit = rate_limit_count(tenant)
+    response = _ingest(tenant, payload, kind, request.body, rate_limit)
+    if rate_limit is not None:
+        for name, value in rate_limit.headers(refused=response.status_code == 429).items():
+            response[name] = value
+    return response
+
+
+def _ingest(tenant, payload: dict, kind: str | None, body: bytes, rate_limit) -> JsonResponse:
+    if rate_limit is not None and rate_limit.exceeded:
+        return error_json(429, "throttled", rate_limit.message)
     try:
-        calls, rejected = _parse(payload, kind, request.body)
+        calls, rejected = _parse(payload, kind, body)
     except InvalidInput as exc:
         return error_json(400, exc.error_type, exc.message, exc.fields)
     if not calls:

@@ -4,11 +4,13 @@ import hashlib
 from functools import wraps
 
 from django.db import transaction
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.api.authentication import SecretKeyAuthentication
+from apps.api.ratelimit import RateLimit, rate_limit_count
 from apps.core.errors import InvalidInput
 from apps.events import idempotency
 from apps.tenants.models import Tenant
@@ -24,6 +26,7 @@ class TenantAPIView(APIView):
 
     authentication_classes = [SecretKeyAuthentication]
     permission_classes = [IsAuthenticated]
+    rate_limit: RateLimit | None = None
 
     def initial(self, request, *args, **kwargs):
         # Keep the raw body before DRF parses it: Idempotency-Key compares request bodies.
@@ -33,6 +36,19 @@ class TenantAPIView(APIView):
             if "\x00" in str(value):  # PostgreSQL cannot compare or store NUL characters
                 raise InvalidInput.field(name, "NUL characters are not accepted.")
         self.tenant = self._resolve_tenant(request)
+
+    def check_throttles(self, request):
+        """The key's tenant's rate limit (apps/api/ratelimit.py), counted after authentication."""
+        self.rate_limit = rate_limit_count(tenant_get_cached(tenant_id=request.auth.tenant_id))
+        if self.rate_limit is not None and self.rate_limit.exceeded:
+            raise Throttled(detail=self.rate_limit.message)  # Retry-After: finalize_response
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self.rate_limit is not None:
+            for name, value in self.rate_limit.headers(refused=response.status_code == 429).items():
+                response[name] = value
+        return response
 
     def _resolve_tenant(self, request) -> Tenant:
         own = tenant_get_cached(tenant_id=request.auth.tenant_id)

@@ -8,7 +8,7 @@ request (key lookup, drain flag). A client is thread-safe and cheap to share.
 import logging
 import uuid
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.db import transaction
 
@@ -53,6 +53,27 @@ def cache_add(key: str, value, timeout) -> bool | None:
         return cache.add(key, value, timeout)
     except Exception:
         logger.warning("cache unavailable: add %s", key, exc_info=True)
+        return None
+
+
+def cache_count(key: str, timeout: int) -> int | None:
+    """Add one to a counter that expires `timeout` seconds after its first count; its new value,
+    or None if the cache could not be asked. On Redis one round trip (INCR and EXPIRE NX
+    pipelined), atomic across processes; other caches add, then increment."""
+    try:
+        backend = caches["default"]
+        if isinstance(backend, RedisCache):
+            name = backend.make_and_validate_key(key)
+            pipe = backend._cache.get_client(name, write=True).pipeline(transaction=False)
+            count, _ = pipe.incr(name).expire(name, timeout, nx=True).execute()
+            return count
+        if backend.add(key, 1, timeout):
+            return 1
+        return backend.incr(key)
+    except ValueError:  # expired between add and incr: a new window's first count
+        return 1
+    except Exception:
+        logger.warning("cache unavailable: count %s", key, exc_info=True)
         return None
 
 

@@ -30,7 +30,7 @@ class TenantAdmin(TenantScopedAdmin, SimpleHistoryAdmin):
     fieldsets = [
         (None, {"fields": ["name", "slug", "parent"]}),
         ("Defaults (blank inherits from the parent)", {
-            "fields": ["default_locale", "default_timezone", "effective_settings"],
+            "fields": ["default_locale", "default_timezone", "api_rate_limit", "effective_settings"],
         }),
     ]
 
@@ -38,13 +38,22 @@ class TenantAdmin(TenantScopedAdmin, SimpleHistoryAdmin):
     def effective_settings(self, obj):
         if obj.pk is None:
             return "—"
-        return f"locale {obj.effective_default_locale()}, time zone {obj.effective_default_timezone()}"
+        limit = obj.effective_api_rate_limit()
+        if limit is None:
+            api = "no API rate limit"
+        else:
+            per_second, owner = limit
+            shared = "" if owner == obj else f" shared with {owner}"
+            api = f"API rate limit {per_second} requests/s{shared}"
+        return f"locale {obj.effective_default_locale()}, time zone {obj.effective_default_timezone()}, {api}"
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields.append("api_rate_limit")  # the operator's protection, not the tenant's to lift
         allowed = allowed_tenant_ids(request, "tenants.change_tenant")
         # A staff user's own top tenant keeps the parent they cannot see or choose.
         if obj is not None and allowed is not None and obj.parent_id not in allowed:

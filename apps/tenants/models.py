@@ -2,6 +2,7 @@ import hashlib
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from simple_history.models import HistoricalRecords
 
@@ -26,6 +27,12 @@ class Tenant(TimeStampedModel):
     default_timezone = models.CharField(
         max_length=64, blank=True, validators=[validate_timezone],
         help_text="IANA name, e.g. Europe/Berlin. Blank: inherit from the parent tenant.",
+    )
+    api_rate_limit = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Requests per second for the API keys of this tenant and of its sub-tenants that set "
+                  "none, counted together (a Segment batch is one request). Blank: the parent's limit "
+                  "covers this tenant too, else SIGNALBOX_API_RATE_LIMIT. Only superusers change it.",
     )
 
     history = HistoricalRecords()
@@ -61,6 +68,19 @@ class Tenant(TimeStampedModel):
 
     def effective_default_timezone(self) -> str:
         return self.effective("default_timezone") or settings.SIGNALBOX_DEFAULT_TIMEZONE
+
+    def effective_api_rate_limit(self) -> tuple[int, "Tenant"] | None:
+        """(requests per second, the tenant whose count they are), or None for no limit. The
+        nearest tenant up the hierarchy that sets a limit counts for its sub-tenants that set
+        none, so making sub-tenants never multiplies a limit; SIGNALBOX_API_RATE_LIMIT counts
+        for a top tenant's whole tree."""
+        lineage = self.lineage()
+        for tenant in lineage:
+            if tenant.api_rate_limit:
+                return tenant.api_rate_limit, tenant
+        if settings.SIGNALBOX_API_RATE_LIMIT:
+            return settings.SIGNALBOX_API_RATE_LIMIT, lineage[-1]
+        return None
 
     def clean(self) -> None:
         super().clean()

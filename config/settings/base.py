@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kombu import Queue
 
-from config.settings.env import database, env, read, redis_url
+from config.settings.env import database, env, fail, read, redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -160,7 +160,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Native API: `Authorization: Bearer <secret API key>`. Recipients are addressed by "
         "`external_id`. Errors: `{\"error\": {\"type\", \"message\", \"fields\"}}`. "
-        "The Segment HTTP tracking API is served at `/v1/` (write key as Basic-auth user name)."
+        "The Segment HTTP tracking API is served at `/v1/` (write key as Basic-auth user name). "
+        "A tenant with a rate limit gets `RateLimit-Limit`, `RateLimit-Remaining` and "
+        "`RateLimit-Reset` on every response, and `429` with `Retry-After` over it."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -322,6 +324,10 @@ SIGNALBOX_ENCRYPTION_KEYS = read("SIGNALBOX_ENCRYPTION_KEYS", env.list, default=
 # is refused by it within that time.
 SIGNALBOX_API_KEY_CACHE_SECONDS = 300
 SIGNALBOX_API_KEY_MEMO_SECONDS = read("SIGNALBOX_API_KEY_MEMO_SECONDS", env.float, default=1.0)
+# Requests per second a tenant's API keys may make when neither it nor an ancestor sets one (0: none).
+SIGNALBOX_API_RATE_LIMIT = read("SIGNALBOX_API_RATE_LIMIT", env.int, default=0)
+if SIGNALBOX_API_RATE_LIMIT < 0:
+    fail("SIGNALBOX_API_RATE_LIMIT", "must be 0 (no limit) or a number of requests per second")
 # Templates: compiled versions kept per process (LRU by version id; versions never change), and
 # the most segments an SMS may take with a template's sample data.
 SIGNALBOX_TEMPLATE_CACHE_SIZE = 512
