@@ -24,7 +24,9 @@ def clock_travel(db):
 @pytest.fixture(autouse=True)
 def _forget_cached_tenants():
     """Ids are reused after a rolled-back test (SQLite), and the policy version rolls back with
-    it: never serve a previous test's tenant (or template, journey version or tenant policy)."""
+    it: never serve a previous test's tenant (or template, journey version, tenant policy or
+    exceeded rate limit)."""
+    from apps.api.ratelimit import _leases
     from apps.content.services import template_cache_clear
     from apps.journeys.services import journey_cache_clear
     from apps.policy.selectors import PolicyLookup
@@ -33,6 +35,7 @@ def _forget_cached_tenants():
     from apps.tenants.services import _memo
 
     _tenants.clear()
+    _leases.clear()
     _memo.clear()
     PolicyLookup._found, PolicyLookup._version = {}, None
     template_cache_clear()

@@ -13,6 +13,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from apps.api import ratelimit
 from apps.core import cache as shared_cache
 from apps.core import clock
 from apps.events.models import Event
@@ -81,6 +82,35 @@ def test_a_tenant_over_its_limit_gets_429_until_the_next_second(tenant, frozen):
     frozen.move(1)
     again = api.get("/api/v1/recipients/u1")
     assert again.status_code == 404 and again["RateLimit-Remaining"] == "1"
+
+
+def test_once_over_its_limit_a_process_refuses_the_rest_of_the_second_without_counting(
+        tenant, frozen, monkeypatch):
+    tenant.api_rate_limit = 1
+    tenant.save()
+    api = client_for(tenant)
+    counted = []
+    real_count = ratelimit.cache_count
+    monkeypatch.setattr(ratelimit, "cache_count", lambda *a, **k: counted.append(a) or real_count(*a, **k))
+    statuses = [api.get("/api/v1/recipients/u1").status_code for _ in range(4)]
+    assert statuses == [404, 429, 429, 429] and len(counted) == 2
+    frozen.move(1)
+    assert api.get("/api/v1/recipients/u1").status_code == 404 and len(counted) == 3
+
+
+def test_at_high_limits_processes_lease_slots_and_never_pass_the_limit_together(frozen, monkeypatch):
+    owner = TenantFactory(slug="busy", api_rate_limit=300)  # leases of 3 slots
+    calls = []
+    real_count = ratelimit.cache_count
+    monkeypatch.setattr(ratelimit, "cache_count", lambda *a, **k: calls.append(k) or real_count(*a, **k))
+    processes = [{}, {}, {}, {}]  # each process's own leases
+    admitted = 0
+    for n in range(400):
+        monkeypatch.setattr(ratelimit, "_leases", processes[n % 4])
+        admitted += not ratelimit.rate_limit_count(owner).exceeded
+    assert {k["amount"] for k in calls} == {3}
+    assert 300 - 4 * 2 <= admitted <= 300  # unused leases may refuse early, never late
+    assert len(calls) < 400 / 2
 
 
 def test_secret_and_write_keys_share_the_count_and_segment_gets_429(tenant, frozen):
