@@ -29,7 +29,7 @@ class Tenant(TimeStampedModel):
         help_text="IANA name, e.g. Europe/Berlin. Blank: inherit from the parent tenant.",
     )
     api_rate_limit = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)],
+        "API rate limit (requests/s)", null=True, blank=True, validators=[MinValueValidator(1)],
         help_text="Requests per second for the API keys of this tenant and of its sub-tenants that set "
                   "none, counted together (a Segment batch is one request). Blank: the parent's limit "
                   "covers this tenant too, else SIGNALBOX_API_RATE_LIMIT. Only superusers change it.",
