@@ -45,12 +45,12 @@ class Priority(models.TextChoices):
 
 
 class Channel(models.TextChoices):
-    EMAIL = "email"
-    SMS = "sms"
-    PUSH = "push"
-    CHAT = "chat"
-    WEBHOOK = "webhook"
-    INBOX = "inbox"
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    PUSH = "push", "Push"
+    CHAT = "chat", "Chat"
+    WEBHOOK = "webhook", "Webhook"
+    INBOX = "inbox", "Inbox"
 
 
 class Message(TenantScopedModel):

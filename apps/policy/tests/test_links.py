@@ -96,7 +96,8 @@ def test_a_link_for_one_tenants_recipient_never_reaches_anothers(recipient, clie
 def test_the_preference_page_saves_choices_for_the_next_message(recipient, client, clock_travel):
     path = f"/p/{link_token(recipient=recipient)}"
     page = client.get(path).content.decode()
-    assert 'name="viewport"' in page and 'aria-label="Offers by email"' in page
+    assert 'name="viewport"' in page and 'aria-label="Offers by Email"' in page
+    assert '<th scope="col">SMS</th>' in page and 'aria-label="Offers by SMS"' in page
     form = {"marketing:sms": "on", "billing:email": "on", "quiet_start": "22:00", "quiet_end": "07:00"}
     response = client.post(path, form)
     assert response.status_code == 200 and b"Saved" in response.content
