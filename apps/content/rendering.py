@@ -262,3 +262,66 @@ class CompiledVersion:
         if isinstance(value, list):
             return [self._render_json(v, context) for v in value]
         return value
+
+
+# --- Inline content: the send API's `content`, rendered when it uses Liquid ------------------
+
+_INLINE_ENVS = {html: make_environment(partials={}, html=html, strict=False) for html in (True, False)}
+
+
+def has_liquid(value) -> bool:
+    """Whether a string of `value` (or of its lists and objects) holds a Liquid tag or output."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(has_liquid(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_liquid(v) for v in value)
+    return False
+
+
+@functools.lru_cache(maxsize=256)
+def _inline_parsed(source: str, html: bool):
+    """Parsed once per process for a broadcast's thousands of sends of the same content."""
+    return _INLINE_ENVS[html].from_string(source)
+
+
+def _inline_value(value, context: dict | None, html: bool):
+    """`value` rendered (parsed only, when `context` is None); lists and objects string by string."""
+    if isinstance(value, str):
+        if not has_liquid(value):
+            return value
+        template = _inline_parsed(value, html)
+        return value if context is None else template.render(context)
+    if isinstance(value, dict):
+        return {k: _inline_value(v, context, html) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_inline_value(v, context, html) for v in value]
+    return value
+
+
+def inline_errors(channel: str, fields: dict) -> dict[str, list[str]]:
+    """Liquid syntax errors of one channel's inline content, by field (`content.email.subject`)."""
+    errors = {}
+    for name, value in fields.items():
+        try:
+            _inline_value(value, None, html=(channel, name) == ("email", "html"))
+        except LiquidError as error:
+            errors[f"content.{channel}.{name}"] = [describe(error)]
+    return errors
+
+
+def render_inline(channel: str, fields: dict, context: dict) -> dict:
+    """One channel's inline content with its Liquid rendered (undefined variables print
+    nothing; email HTML escapes what it prints). RenderError names the field at fault."""
+    out = {}
+    for name, value in fields.items():
+        try:
+            out[name] = _inline_value(value, context, html=(channel, name) == ("email", "html"))
+        except LiquidError as error:
+            raise RenderError(f"{channel}.{name}: {describe(error)}", channel=channel, field=name) from None
+    if channel == "email":
+        for name in ("subject", "preheader"):  # a header must stay one line whatever the data holds
+            if isinstance(out.get(name), str):
+                out[name] = " ".join(out[name].split())
+    return out

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from apps.content import selectors, sms, validation
+from apps.content import rendering, selectors, sms, validation
 from apps.content.compiling import CompileError, compile_source
 from apps.content.models import Layout, Template, TemplateLocale, TemplateVersion
 from apps.content.rendering import CompiledVersion, RenderError, context_for
@@ -157,6 +157,23 @@ def template_render(*, tenant, version: TemplateVersion, channels: list[str] | N
     if "email" in content:
         content["email"].update(_sender(info.brand))
     return chosen, content
+
+
+def content_render_inline(*, tenant, channel: str, fields: dict, recipient: dict, data: dict,
+                          message: dict) -> dict:
+    """A send's own `content` for `channel`, its Liquid rendered with the context a template gets
+    (content without Liquid is returned as given). Raises InvalidInput naming the field."""
+    if not rendering.has_liquid(fields):
+        return fields
+    try:
+        context = context_for(recipient=recipient, data=data,
+                              tenant=selectors.brand_context(_tenant_info(tenant).brand), message=message)
+    except ValueError as error:
+        raise InvalidInput.field("data", f"Cannot be used in content: {error}.") from None
+    try:
+        return rendering.render_inline(channel, fields, context)
+    except RenderError as error:
+        raise InvalidInput.field(f"content.{error.channel}.{error.field}", error.message) from None
 
 
 def _sender(brand: dict) -> dict:

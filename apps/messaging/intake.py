@@ -3,6 +3,7 @@
 import uuid
 from dataclasses import dataclass
 
+from apps.content import rendering
 from apps.core import parsing
 from apps.core.errors import InvalidInput
 from apps.events.native import parse_recipient
@@ -122,6 +123,7 @@ def _content(raw: dict, channels: list[str]) -> dict:
             if not any(fields.get(name) for name in options):
                 errors[f"content.{channel}.{options[0]}"] = [
                     f"Required{' (or ' + ', '.join(options[1:]) + ')' if len(options) > 1 else ''}."]
+        errors.update(rendering.inline_errors(channel, fields))
     if errors:
         raise InvalidInput("Invalid content.", fields=errors)
     return {channel: content[channel] for channel in channels}

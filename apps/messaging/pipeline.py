@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 
-from apps.content.services import recipient_profile, template_render_for_send
+from apps.content.services import content_render_inline, recipient_profile, template_render_for_send
 from apps.core import clock
 from apps.core.errors import InvalidInput, NotFound
 from apps.delivery.breaker import Breakers
@@ -273,17 +273,21 @@ def route(message: Message, decisions: dict[str, str]) -> str | None:
 
 
 def render(message: Message, channel: str, policy: PolicyBatch | None = None) -> Rendered:
-    """The content for `channel`: the request's, or its template's published version rendered
-    now (recorded on the message), with policy's links (and List-Unsubscribe headers on
-    commercial email). Raises InvalidInput/NotFound if the template cannot be rendered."""
+    """The content for `channel`: the request's (its Liquid rendered, if it has any), or its
+    template's published version rendered now (recorded on the message), with policy's links
+    (and List-Unsubscribe headers on commercial email). Raises InvalidInput/NotFound if the
+    content cannot be rendered."""
     to = ADDRESS[channel](message.recipient)
     links, headers = policy.links(message, channel) if policy else ({}, {})
+    about = {"id": message.pk, "unsubscribe_url": "", "preferences_url": "", **links}
     if not message.template_key:
-        return Rendered(channel=channel, to=to, content=message.content.get(channel, {}), headers=headers)
+        content = content_render_inline(
+            tenant=message.tenant, channel=channel, fields=message.content.get(channel, {}),
+            recipient=recipient_profile(message.recipient), data=message.data, message=about)
+        return Rendered(channel=channel, to=to, content=content, headers=headers)
     version, content = template_render_for_send(
         tenant=message.tenant, key=message.template_key, channels=[channel],
-        recipient=recipient_profile(message.recipient), data=message.data,
-        message={"id": message.pk, "unsubscribe_url": "", "preferences_url": "", **links})
+        recipient=recipient_profile(message.recipient), data=message.data, message=about)
     message.template_version_id = version.pk
     return Rendered(channel=channel, to=to, content=content[channel], headers=headers)
 
