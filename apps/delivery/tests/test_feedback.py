@@ -1,8 +1,10 @@
 """Providers' webhooks: bounces, complaints and unsubscribes fill the suppression list; deliveries
-and bounces move the message (payloads as Postmark and SendGrid send them, from their docs and
-django-anymail's tests)."""
+and bounces move the message (payloads as Postmark, SendGrid, Mailgun and Resend send them, from
+their docs and django-anymail's tests)."""
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -311,3 +313,77 @@ def test_an_esp_that_always_signs_needs_its_key_in_the_credentials(client):
     response = post(client, config, {"event": "MessageBounced", "payload": {}})
     assert response.status_code == 400
     assert "webhook_key" in response.json()["error"]["fields"]["credentials"][0]
+
+
+def esp_webhook_config(esp: str, credentials: dict) -> ProviderConfig:
+    config = ProviderConfig(tenant=TenantFactory(), name=esp, channel="email", kind="anymail",
+                            settings={"esp": esp}, from_email="hello@acme.example")
+    config.set_credentials(credentials)
+    config.save()
+    return config
+
+
+def sent_in_test_mode(tenant) -> Message:
+    message = message_create(message=Message(
+        tenant=tenant, recipient=RecipientFactory(tenant=tenant, email="ada@example.com"),
+        channels=["email"], content={"email": {"subject": "Hi", "text": "Hello"}},
+        dedupe_key=f"t:{uuid.uuid4()}", test_mode=True))
+    pipeline.message_send(message_id=message.pk)
+    message.refresh_from_db()
+    assert message.status == "sent"
+    return message
+
+
+def mailgun_failed(message_id: str, key: str, *, tamper: bool = False) -> dict:
+    """A Mailgun permanent failure as its webhooks send it, signed with `key`."""
+    timestamp, token = str(int(time.time())), uuid.uuid4().hex
+    signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
+    return {"signature": {"timestamp": timestamp, "token": token,
+                          "signature": ("0" * 64) if tamper else signature},
+            "event-data": {"event": "failed", "severity": "permanent", "recipient": "ada@example.com",
+                           "timestamp": float(timestamp), "id": "Ase7i2zsRYeDXztHGENqRA",
+                           "message": {"headers": {"message-id": message_id}},
+                           "delivery-status": {
+                               "code": 550, "message": "5.1.1 No such user",
+                               "description": "Not delivering to previously bounced address"}}}
+
+
+def test_a_signed_mailgun_failure_bounces_the_message_and_a_forged_one_is_refused(client):
+    config = esp_webhook_config("mailgun", {"api_key": "key-1", "webhook_signing_key": "signing-key"})
+    message = sent_in_test_mode(config.tenant)
+    our_id = f"msg-{message.pk}@acme.example"
+    forged = post(client, config, mailgun_failed(our_id, "signing-key", tamper=True))
+    assert forged.status_code == 400 and "signature" in forged.json()["error"]["fields"]
+    assert not SuppressedAddress.objects.exists()
+
+    response = post(client, config, mailgun_failed(our_id, "signing-key"))
+    assert response.json() == {"received": 1, "matched": 1, "suppressed": 1}
+    message.refresh_from_db()
+    assert message.status == "bounced"
+    assert message.timeline.last().reason.startswith("bounced: Not delivering to previously bounced address")
+
+
+def svix_headers(secret: str, body: bytes, *, event_id: str = "msg_2Kzq") -> dict:
+    """Svix's signature (Resend's webhooks): HMAC-SHA256 of id.timestamp.body, base64."""
+    timestamp = str(int(time.time()))
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{event_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return {"svix-id": event_id, "svix-timestamp": timestamp,
+            "svix-signature": "v1," + base64.b64encode(mac).decode()}
+
+
+def test_a_signed_resend_bounce_suppresses_the_address_and_a_forged_one_is_refused(client):
+    secret = "whsec_" + base64.b64encode(b"resend-signing-secret-32-bytes!!").decode()
+    config = esp_webhook_config("resend", {"api_key": "re_1", "signing_secret": secret})
+    body = json.dumps({"type": "email.bounced", "created_at": "2026-11-25T02:00:00.000Z",
+                       "data": {"email_id": "4ef9a417-02e9-4d39-ad75-9611e0fcc33c", "to": ["ada@example.com"],
+                                "bounce": {"message": "The recipient's email provider sent a hard bounce "
+                                                      "message.", "type": "Permanent"}}}).encode()
+    forged = post(client, config, body, **{**svix_headers(secret, body), "svix-id": "msg_other"})
+    assert forged.status_code == 400 and "signature" in forged.json()["error"]["fields"]
+
+    response = post(client, config, body, **svix_headers(secret, body))
+    assert response.json() == {"received": 1, "matched": 0, "suppressed": 1}
+    listed = SuppressedAddress.objects.get()
+    assert (listed.tenant_id, listed.address, listed.source) == (
+        config.tenant_id, "ada@example.com", "bounce")
