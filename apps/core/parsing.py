@@ -57,15 +57,42 @@ def timestamp(data: dict, name: str, prefix: str = "") -> datetime | None:
     return parsed
 
 
+MAX_DEPTH = 32  # levels of arrays and objects a request body may nest
+
+
 def json_loads(raw: bytes):
     """json.loads that refuses NUL characters, which PostgreSQL cannot store in text or jsonb,
-    and NaN / Infinity, which Python's json accepts but JSON (RFC 8259) and jsonb do not.
+    NaN / Infinity, which Python's json accepts but JSON (RFC 8259) and jsonb do not, and
+    nesting deeper than MAX_DEPTH, which every recursive step after it (encoding, rendering,
+    evaluating) would pay for, and past Python's recursion limit fail on.
 
-    A NUL can only appear in valid JSON as the escape \\u0000, so looking for it is cheap.
+    A NUL can only appear in valid JSON as the escape \\u0000, so looking for it is cheap; so is
+    counting brackets, which spares small bodies the walk.
     """
     if b"\\u0000" in raw:
         raise ValueError("NUL characters (\\u0000) are not accepted")
-    return json.loads(raw, parse_constant=_not_json)
+    too_deep = f"arrays and objects nest deeper than {MAX_DEPTH} levels"
+    try:
+        value = json.loads(raw, parse_constant=_not_json)
+    except RecursionError:
+        raise ValueError(too_deep) from None
+    if (isinstance(value, dict | list) and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+            and not _depth_at_most(value)):
+        raise ValueError(too_deep)
+    return value
+
+
+def _depth_at_most(value, limit: int = MAX_DEPTH) -> bool:
+    """Whether `value` nests at most `limit` arrays and objects deep: level by level, no recursion
+    (about 1 µs per Segment call of a batch)."""
+    level = [value]
+    for _ in range(limit):
+        level = [item for container in level
+                 for item in (container.values() if type(container) is dict else container)
+                 if type(item) is dict or type(item) is list]
+        if not level:
+            return True
+    return False
 
 
 def _not_json(name: str):

@@ -8,7 +8,6 @@ ESP's own signature is checked with the config's credentials (anymail would read
 Every other kind: the native format (docs/policy.md, "Bounces and complaints").
 """
 
-import json
 import re
 import warnings
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from anymail.signals import EventType, RejectReason
 from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
 
+from apps.core import parsing
 from apps.core.errors import InvalidInput
 from apps.delivery.models import ProviderConfig
 
@@ -92,7 +92,7 @@ def events_parse(*, config: ProviderConfig, request) -> list[ProviderEvent]:
         raise
     except AnymailWebhookValidationFailure as error:
         raise InvalidInput.field("signature", str(error)) from None
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError, AnymailError,
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, AnymailError,
             AnymailConfigurationError) as error:  # e.g. Postmark's inbound webhook set to this URL
         problem = f"missing {error}" if isinstance(error, KeyError) else str(error) or type(error).__name__
         raise InvalidInput.field("body", f"Not a {esp or 'native'} event payload: {problem}") from None
@@ -138,9 +138,9 @@ def _native_events(body: bytes) -> list[ProviderEvent]:
     "reason": "…", "occurred_at": ISO 8601}]}: message_id (our Message-ID, msg-<id>, or the
     provider's id) or address is required."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput.field("body", "Not JSON.") from None
+        data = parsing.json_loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidInput.field("body", f"Not JSON we accept: {error}.") from None
     if not isinstance(data, dict) or not isinstance(data.get("events"), list):
         raise InvalidInput.field("events", "Required: a list of events.")
     return [_native_event(item, f"events[{index}]") for index, item in enumerate(data["events"])]
