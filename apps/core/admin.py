@@ -1,10 +1,37 @@
 """TenantScopedAdmin: every admin of tenant-owned data shows and offers only the staff user's tenants."""
 
+import json
+
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db import models
 from django.utils.functional import cached_property
 
+from apps.core import parsing
 from apps.core.models import TenantScopedModel
+
+
+class JSONField(forms.JSONField):
+    """Django's JSON form field with the API's limits (parsing.json_loads): no NUL characters,
+    NaN or Infinity (jsonb refuses them), nor nesting deeper than parsing.MAX_DEPTH levels."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and not self.disabled and value not in self.empty_values:
+            try:
+                parsing.json_loads(value.encode())
+            except json.JSONDecodeError:
+                pass  # Django's own message, below
+            except ValueError as error:
+                raise ValidationError(f"Enter valid JSON: {error}.", code="invalid") from None
+        return super().to_python(value)
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:  # shown again as typed, with the error above
+            return forms.fields.InvalidJSONInput(data)
 
 
 def allowed_tenant_ids(request, permission: str) -> set[int] | None:
@@ -25,6 +52,7 @@ def allowed_tenant_ids(request, permission: str) -> set[int] | None:
 class TenantScopedAdmin(admin.ModelAdmin):
     # The lookup from this admin's model to its Tenant ("id" for the Tenant admin itself).
     tenant_field = "tenant"
+    formfield_overrides = {models.JSONField: {"form_class": JSONField}}
 
     def _perm(self, action: str) -> str:
         opts = self.model._meta

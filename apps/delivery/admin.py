@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from apps.core.admin import TenantScopedAdmin
+from apps.core.admin import JSONField, TenantScopedAdmin
 from apps.delivery.models import ProviderConfig
 from apps.delivery.providers.base import ProviderError
 from apps.delivery.providers.registry import PROVIDERS, provider_for
@@ -10,7 +10,7 @@ from apps.delivery.providers.registry import PROVIDERS, provider_for
 
 class ProviderConfigForm(forms.ModelForm):
     kind = forms.ChoiceField(choices=[(k, k) for k in PROVIDERS])
-    credentials = forms.JSONField(
+    credentials = JSONField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}),
         help_text="JSON, e.g. {\"username\": \"…\", \"password\": \"…\"} (smtp), {\"api_key\": \"…\"} "
                   "(sendgrid, most ESPs), {\"server_token\": \"…\"} (postmark); add the ESP's webhook "

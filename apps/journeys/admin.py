@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.utils.html import format_html
 
-from apps.core.admin import BigTableAdmin, TenantScopedAdmin
+from apps.core.admin import BigTableAdmin, JSONField, TenantScopedAdmin
 from apps.core.errors import SignalboxError
 from apps.journeys import conditions, selectors, services
 from apps.journeys.diagram import journey_svg
@@ -17,7 +17,7 @@ DEFINITION_HELP = (
     "Every error names its place: <code>steps.&lt;step id&gt;.&lt;field&gt;</code>.")
 
 
-class IndentedJSONField(forms.JSONField):
+class IndentedJSONField(JSONField):
     """Shown indented, one step per few lines, so that a marketer can find the step an error names."""
 
     def prepare_value(self, value):

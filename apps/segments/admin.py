@@ -7,7 +7,7 @@ from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin import TenantScopedAdmin
+from apps.core.admin import JSONField, TenantScopedAdmin
 from apps.core.errors import SignalboxError
 from apps.journeys import conditions as language
 from apps.segments import selectors, services
@@ -21,7 +21,7 @@ CONDITIONS_HELP = (
 SAMPLE_SIZE = 20
 
 
-class IndentedJSONField(forms.JSONField):
+class IndentedJSONField(JSONField):
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):
             return value

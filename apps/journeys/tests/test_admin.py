@@ -110,6 +110,8 @@ def test_support_sees_journeys_but_cannot_change_them(client, tenant):
      "start: The start step '[1]' does not exist."),
     ('{"trigger": {"event": "x"}, "steps": [{"id": ["a"], "type": "exit"}]}',
      "steps[0].id: Each step needs an id: letters, digits, - or _."),
+    ('{"steps": ' + "[" * 5000 + "]" * 5000 + "}",
+     "Enter valid JSON: arrays and objects nest deeper than 32 levels."),
 ])
 def test_malformed_definitions_are_form_errors_not_crashes(client, marketer, tenant, raw, message):
     response = client.post(reverse("admin:journeys_journey_add"), {**form(tenant, {}), "definition": raw})

@@ -81,3 +81,16 @@ def test_support_reads_and_other_tenants_see_nothing(client, tenant):
     client.force_login(charlie)
     assert client.get(change).status_code == 302  # the admin's "does not exist" redirect
     assert client.get(reverse("admin:segments_segment_progress", args=[segment.pk])).status_code == 404
+
+
+@pytest.mark.parametrize("conditions,error", [
+    ('{"not": ' * 40 + "{}" + "}" * 40, "deeper than 32 levels"),
+    ('{"not": ' * 5000 + "{}" + "}" * 5000, "deeper than 32 levels"),
+    ('{"all": [{"field": "recipient.attributes.n", "op": "gt", "value": NaN}]}', "NaN is not a JSON number"),
+])
+def test_json_the_database_or_python_cannot_take_is_a_form_error(client, marketer, tenant, conditions, error):
+    response = client.post(reverse("admin:segments_segment_add"),
+                           {**form(tenant, {}), "conditions": conditions})
+    assert response.status_code == 200
+    assert error in str(response.context["adminform"].form.errors["conditions"])
+    assert not Segment.objects.exists()
